@@ -1,0 +1,100 @@
+"""Shared config sections and the `:tiny` / `key=value` argument parser used by every experiment config.
+
+Section vocabulary (house style rule 3): `data`, `model`, `loss`, `optim`, `train`, `eval`, `ckpt`,
+`predict`. Durations are in steps. Defaults are the reference TexRNet hyperparameters
+(`texrnet_reference.md` section 4); experiment files override what differs.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# The eight evaluation scales of the reference (section 5.1).
+REFERENCE_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5)
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses `get_config`'s argument, e.g. `'tiny'` or `'tiny,steps=5'`, over `defaults`.
+
+    A bare word sets a boolean flag to True; `key=value` pairs are converted to the default's type.
+    """
+    out = ml_collections.ConfigDict(defaults)
+    for part in filter(None, (arg or "").split(",")):
+        key, sep, value = part.partition("=")
+        if key not in out:
+            raise ValueError(f"unknown config argument {key!r}; known: {sorted(out.keys())}")
+        if not sep:
+            out[key] = True
+        else:
+            kind = type(out[key])
+            out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
+
+
+def data_config(name: str) -> ml_collections.ConfigDict:
+    """The `data` section for TFDS dataset `name` (optionally `name/builder_config`)."""
+    return ml_collections.ConfigDict(dict(
+        name=name,
+        data_dir="",  # '' = TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)
+        # Build the dataset on first use when it needs no manual download (synth_text does not).
+        auto_prepare=True,
+        train_split="train",
+        eval_split="test",
+        ignore_label=255,  # canonical mask encoding of every builder: 0 bg, 1 text, 255 ignore
+        # Reference augmentation: short side to a random integer in [lo, hi], then a square random crop.
+        scale_range=(513, 1025),
+        crop_size=513,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        num_workers=0,  # grain worker processes (0 = in the main process)
+        prefetch=2,
+    ))
+
+
+def model_config(backbone: str, name: str = "texrnet") -> ml_collections.ConfigDict:
+    """The `model` section: registry name, backbone preset, compute dtype."""
+    return ml_collections.ConfigDict(dict(name=name, backbone=backbone, num_classes=2, rfn_channels=64,
+                                          dtype="float32"))
+
+
+def optim_config() -> ml_collections.ConfigDict:
+    """Reference SGD: momentum 0.9, wd 5e-4 on every parameter, LR 0.01, warm-up 500 then poly 0.9 over 20k."""
+    return ml_collections.ConfigDict(dict(
+        base_lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        warmup_steps=500,
+        decay_steps=20000,
+        power=0.9,
+        # (regex over '/'-joined parameter paths, LR multiplier); first match wins, default 1.
+        lr_mults=(("^semrfnhead/", 10.0), ("^classifier/", 10.0), ("^deeplab/(aspp|decoder)/", 10.0)),
+    ))
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    """A complete config with the reference defaults; experiments override parts of it."""
+    c = ml_collections.ConfigDict()
+    c.seed = 2  # the reference's RND_SEED
+    c.data = data_config("synth_text")
+    c.model = model_config("hrnet_w48")
+    c.loss = ml_collections.ConfigDict(dict(sem=1.0, rfn=0.5, rfntri=0.5))
+    c.optim = optim_config()
+    c.train = ml_collections.ConfigDict(dict(
+        num_steps=20500,
+        global_batch_size=20,
+        num_devices=0,  # 0 = every device; otherwise the first N (for comparisons and debugging)
+        log_every_steps=20,
+    ))
+    c.eval = ml_collections.ConfigDict(dict(
+        scales=REFERENCE_SCALES,
+        base_size=512,  # scale s feeds an image of area about (int(base_size * s) + 1)^2, sides 32k+1
+        flip=False,
+        batch_size=0,  # images per eval batch (0 = one per device); images of equal size are batched
+        max_images=0,  # 0 = the whole split
+        num_samples=8,  # side-by-side PNGs written to eval/<split>_samples/
+        save_masks=False,  # write every predicted mask as a PNG to eval/<split>_masks/
+    ))
+    c.ckpt = ml_collections.ConfigDict(dict(every_steps=1000, max_to_keep=3))
+    c.init_from = ""  # converted checkpoint (python -m texrnet_jax.convert) to start from when not resuming
+    c.predict = ml_collections.ConfigDict(dict(input="", output=""))
+    return c

@@ -1,0 +1,106 @@
+"""Input pipelines: `tfds.data_source` (array_record, no TensorFlow) read through grain.
+
+* `get_builder`: resolves `config.data.name`, builds datasets that need no manual download on first use,
+  and otherwise fails with the exact build command.
+* `train_iterator`: seeded shuffle that reshuffles every epoch, this process's slice of the records, the
+  reference augmentation, fixed-size batches (remainder dropped), optional worker processes. The iterator is
+  checkpointable (`get_state`/`set_state`) and saved with the model.
+* `eval_examples`: every example of a split in order, this process's slice, never dropping any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+
+from texrnet_jax import preprocessing
+
+
+def _data_dir(data_cfg: Mapping[str, Any]) -> str | None:
+    return data_cfg["data_dir"] or None
+
+
+def get_builder(data_cfg: Mapping[str, Any]):
+    """The prepared TFDS builder for `config.data.name`, preparing it first when that needs no download."""
+    import tensorflow_datasets as tfds
+
+    import tfds_builders  # noqa: F401  (registers the project's builders)
+    from tfds_builders import build
+
+    name = data_cfg["name"]
+    try:
+        builder = tfds.builder(name, data_dir=_data_dir(data_cfg))
+    except Exception as e:  # tfds raises several types for unknown names/configs
+        raise ValueError(f"config.data.name={name!r} is not a known dataset: {e}") from None
+    if builder.is_prepared():
+        return builder
+    if data_cfg["auto_prepare"] and not builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+        if jax.process_index() == 0:
+            build.prepare(name, data_dir=_data_dir(data_cfg))
+        _barrier("prepare_dataset")
+        return tfds.builder(name, data_dir=_data_dir(data_cfg))
+    raise FileNotFoundError(
+        f"dataset {name!r} is not prepared in {builder.data_dir}; build it first with: "
+        f"python -m tfds_builders.build {name} --manual_dir=<downloads> --data_dir={_data_dir(data_cfg) or '<dir>'}")
+
+
+def _barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def data_source(data_cfg: Mapping[str, Any], split: str):
+    """Random-access source of `split`; a one-line error names the split when it does not exist."""
+    builder = get_builder(data_cfg)
+    if split not in builder.info.splits:
+        raise ValueError(f"split {split!r} not in dataset {data_cfg['name']!r}; it has {sorted(builder.info.splits)}")
+    return builder.as_data_source(split=split)
+
+
+def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int) -> grain.DatasetIterator:
+    """Infinite iterator of training batches for this process.
+
+    Args:
+        data_cfg: `config.data`.
+        batch_size: examples per batch on this process (global batch / process count).
+        seed: shuffle and augmentation seed; the same seed gives the same stream.
+
+    Returns:
+        A checkpointable iterator of `{'image': [B, S, S, 3] float32, 'mask': [B, S, S] int32}`.
+    """
+    source = data_source(data_cfg, data_cfg["train_split"])
+    ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+    ds = ds[jax.process_index()::jax.process_count()]
+    ds = ds.random_map(preprocessing.TrainAugment(data_cfg["scale_range"], data_cfg["crop_size"],
+                                                  data_cfg["ignore_label"], data_cfg["mean"], data_cfg["std"]))
+    ds = ds.batch(batch_size, drop_remainder=True)
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=max(1, data_cfg["prefetch"])))
+    if data_cfg["num_workers"] > 0:
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg["num_workers"]))
+    return iter(it)
+
+
+def eval_examples(data_cfg: Mapping[str, Any], split: str, max_images: int = 0
+                  ) -> tuple[int, Iterator[tuple[int, dict[str, np.ndarray]]]]:
+    """(number of examples in the split, iterator of (index, example)) over this process's share.
+
+    Examples are `{'image': [H, W, 3] uint8, 'mask': [H, W] uint8, 'id': str}`; every example of the split
+    (or the first `max_images`) is visited exactly once across processes.
+    """
+    source = data_source(data_cfg, split)
+    n = len(source) if not max_images else min(max_images, len(source))
+
+    def gen():
+        for i in range(jax.process_index(), n, jax.process_count()):
+            ex = source[i]
+            ident = ex.get("id", str(i))
+            yield i, {"image": np.asarray(ex["image"]), "mask": np.asarray(ex["mask"])[..., 0],
+                      "id": ident.decode() if isinstance(ident, bytes) else str(ident)}
+
+    return n, gen()

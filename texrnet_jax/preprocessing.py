@@ -1,0 +1,107 @@
+"""Pure numpy preprocessing on `{'image', 'mask'}` examples, and the grain transforms that wrap it.
+
+The training augmentation is the reference's (section 4.2), identical for every dataset:
+
+1. normalise with the ImageNet mean/std;
+2. random one-side scale: the short side becomes a random integer in `[lo, hi]` (inclusive), the long side
+   `int(new_short / old_short * old_long)`; bilinear with align_corners=True for the image, the reference's
+   nearest rule (`losses.nearest_indices`) for the mask;
+3. a random square crop (padding with 0 / ignore when the scaled image is smaller, which the reference
+   sizes never trigger).
+
+No flip, colour jitter or rotation. Only the crop window of the scaled image is ever computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grain
+import numpy as np
+
+from texrnet_jax.losses import nearest_indices
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+              ) -> np.ndarray:
+    """uint8 `[H, W, 3]` RGB -> float32 `(x / 255 - mean) / std`, as the reference (mean/std math in float64)."""
+    x = image.astype(np.float32) / np.float32(255.0)
+    return ((x - np.asarray(mean, np.float64)) / np.asarray(std, np.float64)).astype(np.float32)
+
+
+def scaled_size(h: int, w: int, short: int) -> tuple[int, int]:
+    """The reference RandomScaleOneSide size for a new short side."""
+    if h <= w:
+        return short, int(short / h * w)
+    return int(short / w * h), short
+
+
+def _linear_taps(in_size: int, out_size: int, start: int, count: int):
+    """Source indices and weights (align_corners=True) of output rows `start .. start+count-1`."""
+    o = np.arange(start, start + count, dtype=np.float64)
+    src = o * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros_like(o)
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    w1 = (src - i0).astype(np.float32)
+    return i0, i1, w1
+
+
+def resize_crop_image(image: np.ndarray, size: tuple[int, int], top: int, left: int, crop: tuple[int, int]
+                      ) -> np.ndarray:
+    """Window `[top:top+ch, left:left+cw]` of `image` `[H, W, C]` float32 bilinearly resized to `size`."""
+    h, w = image.shape[:2]
+    y0, y1, wy = _linear_taps(h, size[0], top, crop[0])
+    x0, x1, wx = _linear_taps(w, size[1], left, crop[1])
+    rows = image[y0] * (1.0 - wy)[:, None, None] + image[y1] * wy[:, None, None]
+    return rows[:, x0] * (1.0 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
+
+
+def resize_crop_mask(mask: np.ndarray, size: tuple[int, int], top: int, left: int, crop: tuple[int, int]
+                     ) -> np.ndarray:
+    """The same window of `mask` `[H, W]` resized with the reference's nearest rule."""
+    ys = nearest_indices(mask.shape[0], size[0])[top:top + crop[0]]
+    xs = nearest_indices(mask.shape[1], size[1])[left:left + crop[1]]
+    return mask[np.ix_(ys, xs)]
+
+
+def random_scale_crop(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, scale_range: Sequence[int],
+                      crop_size: int, ignore_label: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference training augmentation on a normalised float32 image `[H, W, 3]` and mask `[H, W]`.
+
+    Returns:
+        `[crop, crop, 3]` float32 image and `[crop, crop]` int32 mask.
+    """
+    h, w = mask.shape
+    short = int(rng.integers(scale_range[0], scale_range[1] + 1))
+    nh, nw = scaled_size(h, w, short)
+    # Draw the offsets over the padded extent, as a crop of a padded image would.
+    ph, pw = max(nh, crop_size), max(nw, crop_size)
+    top = int(rng.integers(0, ph - crop_size + 1))
+    left = int(rng.integers(0, pw - crop_size + 1))
+    ch, cw = min(crop_size, nh - top), min(crop_size, nw - left)
+    out_img = np.zeros((crop_size, crop_size, 3), np.float32)
+    out_mask = np.full((crop_size, crop_size), ignore_label, np.int32)
+    if ch > 0 and cw > 0:
+        out_img[:ch, :cw] = resize_crop_image(image, (nh, nw), top, left, (ch, cw))
+        out_mask[:ch, :cw] = resize_crop_mask(mask, (nh, nw), top, left, (ch, cw))
+    return out_img, out_mask
+
+
+class TrainAugment(grain.transforms.RandomMap):
+    """Decoded TFDS example -> `{'image': [S, S, 3] float32 normalised, 'mask': [S, S] int32}`."""
+
+    def __init__(self, scale_range: Sequence[int], crop_size: int, ignore_label: int,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+        self.scale_range = tuple(int(s) for s in scale_range)
+        self.crop_size = int(crop_size)
+        self.ignore_label = int(ignore_label)
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def random_map(self, element, rng: np.random.Generator):
+        image = normalize(np.asarray(element["image"]), self.mean, self.std)
+        mask = np.asarray(element["mask"])[..., 0]
+        img, msk = random_scale_crop(image, mask, rng, self.scale_range, self.crop_size, self.ignore_label)
+        return {"image": img, "mask": msk}

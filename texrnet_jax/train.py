@@ -1,0 +1,219 @@
+"""Training and evaluation entry points: a pure jitted step over a device mesh, Orbax resume, logging.
+
+The train state is a plain pytree `{'params', 'rest', 'opt_state', 'step'}`: `params` and `rest` (BatchNorm
+statistics and any RNG state) are the `nnx.split` of the model; the model is merged inside the step. The
+step is compiled once with donated state, replicated state and a batch split over the `data` axis.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+
+from texrnet_jax import checkpoint, evaluate, input_pipeline, losses, optim, parallel
+from texrnet_jax.metric_writer import MetricWriter
+from texrnet_jax.models import build_model
+
+
+def create_model(config) -> tuple[nnx.GraphDef, nnx.GraphDef, Any, Any]:
+    """Builds the model; returns (train graphdef, eval graphdef, params, rest)."""
+    model = build_model(config.model, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
+    model.train()
+    train_def, params, rest = nnx.split(model, nnx.Param, ...)
+    model.eval()
+    eval_def, _, _ = nnx.split(model, nnx.Param, ...)
+    return train_def, eval_def, params, rest
+
+
+def make_train_step(train_def: nnx.GraphDef, tx: optax.GradientTransformation, schedule, loss_cfg, ignore_label: int):
+    """The pure update `(state, batch) -> (state, metrics)`."""
+    weights = (loss_cfg.sem, loss_cfg.rfn, loss_cfg.rfntri)
+
+    def train_step(state, batch):
+        def loss_fn(params):
+            # Fresh Variable objects at this trace level: BatchNorm mutates its statistics inside grad.
+            model = nnx.merge(train_def, params, jax.tree.map(lambda x: x, state["rest"]))
+            out = model(batch["image"])
+            terms = losses.texrnet_losses(out["logit_sem"], out.get("logit_rfn"), batch["mask"], ignore_label,
+                                          weights)
+            _, _, rest = nnx.split(model, nnx.Param, ...)
+            return terms["total"], (terms, rest)
+
+        (_, (terms, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        metrics = {**terms, "lr": schedule(state["step"]), "grad_norm": optax.global_norm(grads)}
+        new_state = {"params": params, "rest": rest, "opt_state": opt_state, "step": state["step"] + 1}
+        return new_state, metrics
+
+    return train_step
+
+
+def check_workdir(workdir: str) -> pathlib.Path:
+    """Creates the workdir and proves it is writable, failing with one line before any compute."""
+    path = pathlib.Path(workdir).expanduser().absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"--workdir={workdir} is not writable: {e.strerror or e}") from None
+    return path
+
+
+class _StopRequest:
+    """Turns SIGTERM (preemption) into a request to checkpoint and exit at the next step boundary."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not in the main thread (e.g. some test runners): no handler
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _log_line(step: int, scalars: Mapping[str, float]) -> str:
+    keys = ("total", "losssem", "lossrfn", "lossrfntri", "lr", "images_per_sec")
+    return f"step {step}: " + " ".join(f"{k}={scalars[k]:.4g}" for k in keys if k in scalars)
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
+    """Trains `config` in `workdir` (resuming from its latest checkpoint), then evaluates.
+
+    Returns:
+        The evaluation metrics of `config.data.eval_split`.
+    """
+    from tqdm import tqdm
+
+    workdir = check_workdir(workdir)
+    mesh = parallel.make_mesh(config.train.num_devices)
+    local_batch = parallel.per_process_batch(config.train.global_batch_size, mesh)
+    writer = MetricWriter(workdir, enabled=parallel.is_main_process())
+    writer.write_config(config.to_json_best_effort(indent=2))
+
+    train_def, eval_def, params, rest = create_model(config)
+    tx, schedule = optim.build_optimizer(config.optim, params)
+    state = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    state = jax.device_put(state, parallel.replicated(mesh))
+
+    train_iter = input_pipeline.train_iterator(config.data, local_batch, seed=config.seed)
+    ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.ckpt.every_steps, config.ckpt.max_to_keep)
+    latest = ckpt.latest_step()
+    if latest is not None:
+        state = ckpt.restore(latest, state, train_iter)
+        writer.truncate_after(latest)
+        print(f"Resuming from checkpoint at step {latest} in {workdir / 'checkpoints'}", flush=True)
+    elif config.init_from:
+        from texrnet_jax import convert
+
+        state["params"], state["rest"] = convert.init_params_from(config.init_from, state["params"], state["rest"])
+        print(f"Initialised from {config.init_from}", flush=True)
+    start = int(jax.device_get(state["step"]))
+
+    step_fn = jax.jit(make_train_step(train_def, tx, schedule, config.loss, config.data.ignore_label),
+                      donate_argnums=0, out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
+    block = parallel.should_block_each_step(mesh)
+    num_steps, log_every = config.train.num_steps, config.train.log_every_steps
+    bar = tqdm(total=num_steps, initial=start, desc="train", unit="step", disable=not parallel.is_main_process())
+    pending: list[dict[str, jax.Array]] = []
+    window_start, window_images, step = time.perf_counter(), 0, start
+    with _StopRequest() as stop:
+        while step < num_steps:
+            batch = parallel.host_to_global(next(train_iter), mesh)
+            state, metrics = step_fn(state, batch)
+            step += 1
+            pending.append(metrics)
+            window_images += config.train.global_batch_size
+            if block:
+                jax.block_until_ready(metrics)
+            if step % log_every == 0 or step == num_steps:
+                host = jax.device_get(pending)
+                scalars = {k: float(np.mean([m[k] for m in host])) for k in host[-1]}
+                scalars.update(loss=scalars["total"], trimap_empty_count=float(sum(m["trimap_empty"] for m in host)),
+                               valid_empty_count=float(sum(m["valid_empty"] for m in host)))
+                pending = []
+                if not np.isfinite(scalars["total"]):
+                    ckpt.wait()
+                    raise FloatingPointError(f"non-finite loss {scalars['total']} at step {step}; the last good "
+                                             f"checkpoint is step {ckpt.latest_step()} in {workdir / 'checkpoints'}")
+                elapsed = time.perf_counter() - window_start
+                scalars["images_per_sec"] = window_images / max(elapsed, 1e-9)
+                writer.write_scalars(step, scalars)
+                bar.set_postfix(loss=f"{scalars['total']:.4f}", img_s=f"{scalars['images_per_sec']:.1f}")
+                logging.info(_log_line(step, scalars))
+                window_start, window_images = time.perf_counter(), 0
+            ckpt.save(step, state, train_iter, force=step == num_steps or stop.requested)
+            bar.update(1)
+            if stop.requested:
+                ckpt.wait()
+                bar.close()
+                print(f"SIGTERM: saved checkpoint at step {step}; rerun the same command to resume.", flush=True)
+                writer.close()
+                return {}
+    bar.close()
+    ckpt.close()
+    writer.flush()
+    result = run_evaluation(config, eval_def, (state["params"], state["rest"]), workdir, step)
+    writer.write_scalars(step, {f"eval/{k}": v for k, v in result.items() if k in ("fgiou", "fscore", "miou")})
+    writer.close()
+    return result
+
+
+def run_evaluation(config, eval_def: nnx.GraphDef, variables: tuple[Any, Any], workdir: pathlib.Path,
+                   step: int | None) -> dict[str, Any]:
+    """Evaluates `config.data.eval_split` and prints the headline metrics."""
+    predictor = evaluate.Predictor(eval_def, variables, config.eval)
+    result = evaluate.evaluate_split(config.data, config.eval, predictor, workdir / "eval", config.data.eval_split,
+                                     step)
+    if parallel.is_main_process():
+        print(f"eval {config.data.eval_split} ({result['num_images']} images, step {step}): "
+              f"fgIoU={result['fgiou']:.4f} F={result['fscore']:.4f} P={result['precision']:.4f} "
+              f"R={result['recall']:.4f} -> {workdir / 'eval' / (config.data.eval_split + '_metrics.json')}",
+              flush=True)
+    return result
+
+
+def evaluate_only(config, workdir: str) -> dict[str, Any]:
+    """`--mode=eval`: restores the workdir's latest checkpoint (or `config.init_from`) and evaluates."""
+    workdir = check_workdir(workdir)
+    _, eval_def, params, rest = create_model(config)
+    mesh = parallel.make_mesh(config.train.num_devices)
+    ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.ckpt.every_steps, config.ckpt.max_to_keep)
+    latest = ckpt.latest_step()
+    step = None
+    if latest is not None:
+        tx, _ = optim.build_optimizer(config.optim, params)
+        like = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+        restored = ckpt.restore(latest, jax.device_put(like, parallel.replicated(mesh)), None)
+        params, rest, step = restored["params"], restored["rest"], latest
+    elif config.init_from:
+        from texrnet_jax import convert
+
+        params, rest = convert.init_params_from(config.init_from, params, rest)
+    else:
+        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} and config.init_from is empty")
+    ckpt.close()
+    return run_evaluation(config, eval_def, (params, rest), workdir, step)
