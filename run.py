@@ -16,7 +16,12 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and evaluation outputs.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"], "What to run.")
-_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed.initialize() (multi-host runs).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "jax_distributed", False, "Call jax.distributed.initialize() (multi-host runs); on TPU pods and SLURM the "
+    "cluster is detected, elsewhere pass the three flags below.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --jax_distributed).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (with --jax_distributed).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --jax_distributed).")
 
 
 def _fail(message: str) -> None:
@@ -55,7 +60,9 @@ def main(argv):
     import jax
 
     if _DISTRIBUTED.value:
-        jax.distributed.initialize()
+        # Only affects the CPU backend: cross-process collectives for CPU runs (and tests on one machine).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     logging.info("process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
     config = _CONFIG.value
     try:
@@ -74,4 +81,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Warnings and errors only by default (Orbax and TFDS log every save at INFO); --verbosity=0 restores INFO.
+    flags.FLAGS.set_default("verbosity", -1)
     app.run(main, flags_parser=_parse_flags)

@@ -29,6 +29,7 @@ def get_config(arg=None):
     c.eval.base_size = 128
     c.eval.batch_size = 20
     if args.tiny:
+        c.data.name = "synth_text/tiny"
         c.model.backbone = "hrnet_tiny"
         c.data.scale_range = (65, 97)
         c.data.crop_size = 65
@@ -39,6 +40,7 @@ def get_config(arg=None):
         c.train.log_every_steps = 1
         c.ckpt.every_steps = 5
         c.eval.scales = (1.0,)
+        c.eval.base_size = 64
         c.eval.max_images = 8
         c.eval.batch_size = 4
         c.eval.num_samples = 2

@@ -76,9 +76,11 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int) -> g
     """
     source = data_source(data_cfg, data_cfg["train_split"])
     ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-    ds = ds[jax.process_index()::jax.process_count()]
     ds = ds.random_map(preprocessing.TrainAugment(data_cfg["scale_range"], data_cfg["crop_size"],
                                                   data_cfg["ignore_label"], data_cfg["mean"], data_cfg["std"]))
+    # Slice after the (lazy) augmentation: its randomness is keyed by the global index, so every process count
+    # sees the same augmented examples; each process still decodes and augments only its own share.
+    ds = ds[jax.process_index()::jax.process_count()]
     ds = ds.batch(batch_size, drop_remainder=True)
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=max(1, data_cfg["prefetch"])))
     if data_cfg["num_workers"] > 0:

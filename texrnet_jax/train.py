@@ -196,9 +196,16 @@ def run_evaluation(config, eval_def: nnx.GraphDef, variables: tuple[Any, Any], w
     return result
 
 
-def evaluate_only(config, workdir: str) -> dict[str, Any]:
-    """`--mode=eval`: restores the workdir's latest checkpoint (or `config.init_from`) and evaluates."""
-    workdir = check_workdir(workdir)
+def load_for_inference(config, workdir: str | pathlib.Path) -> tuple[nnx.GraphDef, tuple[Any, Any], int | None]:
+    """The eval-mode model of `config`: the workdir's latest checkpoint, else `config.init_from`.
+
+    Returns:
+        `(eval_graphdef, (params, rest), step)`; `step` is None for weights from `config.init_from`.
+
+    Raises:
+        FileNotFoundError: neither a checkpoint in `<workdir>/checkpoints` nor `config.init_from`.
+    """
+    workdir = pathlib.Path(workdir)
     _, eval_def, params, rest = create_model(config)
     mesh = parallel.make_mesh(config.train.num_devices)
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.ckpt.every_steps, config.ckpt.max_to_keep)
@@ -214,6 +221,14 @@ def evaluate_only(config, workdir: str) -> dict[str, Any]:
 
         params, rest = convert.init_params_from(config.init_from, params, rest)
     else:
+        ckpt.close()
         raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} and config.init_from is empty")
     ckpt.close()
-    return run_evaluation(config, eval_def, (params, rest), workdir, step)
+    return eval_def, (params, rest), step
+
+
+def evaluate_only(config, workdir: str) -> dict[str, Any]:
+    """`--mode=eval`: restores the workdir's latest checkpoint (or `config.init_from`) and evaluates."""
+    workdir = check_workdir(workdir)
+    eval_def, variables, step = load_for_inference(config, workdir)
+    return run_evaluation(config, eval_def, variables, workdir, step)

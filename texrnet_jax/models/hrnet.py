@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from texrnet_jax.models.layers import BasicBlock, Bottleneck, Conv2d, BatchNorm, ConvBN, resize_bilinear, run_sequence
+from texrnet_jax.models.layers import BasicBlock, BatchNorm, Bottleneck, Conv2d, ConvBN, resize_bilinear, run_sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,8 @@ class HighResolutionModule(nnx.Module):
                 elif j == i:
                     row.append(None)
                 else:  # higher resolution: a chain of i - j stride-2 3x3 convs, ReLU on all but the last
-                    chain = [ConvBN(widths[j], widths[j], 3, stride=2, dtype=dtype, rngs=rngs) for _ in range(i - j - 1)]
+                    chain = [ConvBN(widths[j], widths[j], 3, stride=2, dtype=dtype, rngs=rngs)
+                             for _ in range(i - j - 1)]
                     chain.append(ConvBN(widths[j], widths[i], 3, stride=2, relu=False, dtype=dtype, rngs=rngs))
                     row.append(nnx.List(chain))
             fuse.append(nnx.List(row))

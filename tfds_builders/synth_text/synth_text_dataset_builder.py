@@ -129,6 +129,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             small_font_fraction=None,
             max_blocks=5,
         ),
+        SynthTextConfig(
+            name="tiny",
+            description="64x64, 64 train / 16 test; builds in about a second, for smoke runs and tests.",
+            image_size=64,
+            num_train=64,
+            num_test=16,
+            seed=2,
+            min_font_size=12,
+            max_font_size=60,
+            small_font_fraction=0.15,
+            max_blocks=2,
+        ),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
