@@ -98,3 +98,49 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.init_from = ""  # converted checkpoint (python -m texrnet_jax.convert) to start from when not resuming
     c.predict = ml_collections.ConfigDict(dict(input="", output=""))
     return c
+
+
+# Per-dataset settings of the paper's experiments (reference section 4.3): TFDS name, splits.
+DATASETS = {
+    "textseg": dict(name="textseg", train_split="train+val", eval_split="test"),
+    "icdar13_fst": dict(name="icdar13_fst", train_split="train", eval_split="test"),
+    "coco_ts": dict(name="coco_ts", train_split="train", eval_split="val"),
+    "mlt_s": dict(name="mlt_s", train_split="train", eval_split="validation"),
+    "total_text": dict(name="total_text", train_split="train", eval_split="test"),
+}
+
+# Reference global batches: 4 GPUs x 5 images (HRNet) or x 8 images (DeepLab).
+BACKBONE_BATCH = {"hrnet_w48": 20, "deeplab_r101": 32}
+
+
+def experiment(dataset: str, backbone: str, arg: str | None) -> ml_collections.ConfigDict:
+    """A paper experiment: TexRNet on `backbone` trained on `dataset` with the reference hyperparameters.
+
+    `arg` may be `tiny` (a seconds-long smoke variant with a tiny backbone) and `init_from=<path>` (converted
+    ImageNet backbone weights, `python -m texrnet_jax.convert --backbone_only ...`).
+    """
+    args = parse_arg(arg, tiny=False, init_from="")
+    c = get_base_config()
+    c.data = data_config(DATASETS[dataset]["name"])
+    c.data.train_split = DATASETS[dataset]["train_split"]
+    c.data.eval_split = DATASETS[dataset]["eval_split"]
+    c.data.auto_prepare = False  # real datasets come from manual downloads: python -m tfds_builders.build
+    c.model = model_config(backbone)
+    c.train.global_batch_size = BACKBONE_BATCH[backbone]
+    c.train.log_every_steps = 20
+    c.init_from = args.init_from
+    if args.tiny:
+        c.model.backbone = "hrnet_tiny" if backbone.startswith("hrnet") else "deeplab_tiny"
+        c.data.scale_range = (65, 97)
+        c.data.crop_size = 65
+        c.optim.warmup_steps = 2
+        c.optim.decay_steps = 8
+        c.train.num_steps = 10
+        c.train.global_batch_size = 4
+        c.train.log_every_steps = 1
+        c.ckpt.every_steps = 5
+        c.eval.scales = (1.0,)
+        c.eval.base_size = 64
+        c.eval.max_images = 4
+        c.eval.num_samples = 2
+    return c

@@ -2,7 +2,8 @@
 
 * `multiscale_sizes`: the area-based 32k+1 input sizes of each scale.
 * `multiscale_apply`: traced multi-scale inference of a batch of equal-size images (one XLA program per size).
-* `multiscale_probs`: the same protocol around any `model_fn` (e.g. `convert.load_torch_weights`'s callable).
+* `multiscale_probs`, `Predictor`: the same protocol around any model callable, compiling the network once per
+  network input size (shared across image sizes) rather than once per image size.
 * `evaluate_split`: every image of a split, dataset-level fgIoU / F-score (`metrics.SegMetrics`), the metrics
   JSON, side-by-side sample PNGs and optionally every predicted mask.
 """
@@ -71,6 +72,29 @@ def _resize(x: jax.Array, size: tuple[int, int]) -> jax.Array:
     return resize_bilinear(x, size, align_corners=True)
 
 
+def _multiscale(model_fn: Callable[[Any], Mapping[str, Any]], images: jax.Array, scales: Sequence[float],
+                flip: bool, base_size: int) -> dict[str, jax.Array]:
+    """The protocol of `multiscale_apply` with one compiled program per step instead of one per image size.
+
+    The network compiles once per input size (sizes are quantised to 32k+1, so images of many sizes share them)
+    and each resize once per (input, output) size pair.
+    """
+    h, w = images.shape[1:3]
+    acc: dict[str, jax.Array] = {}
+    passes = 0
+    for size in multiscale_sizes(h, w, scales, base_size):
+        x = _resize(images, size)
+        for mirrored in (False, True) if flip else (False,):
+            out = model_fn(x[:, :, ::-1] if mirrored else x)
+            for key in ("predsem", "predrfn"):
+                if key in out:
+                    p = jnp.asarray(out[key], jnp.float32)
+                    p = _resize(p[:, :, ::-1] if mirrored else p, (h, w))
+                    acc[key] = p if key not in acc else acc[key] + p
+            passes += 1
+    return {k: v / passes for k, v in acc.items()}
+
+
 def multiscale_probs(model_fn: Callable[[Any], Mapping[str, Any]], image: np.ndarray,
                      scales: Sequence[float] = REFERENCE_SCALES, flip: bool = False, base_size: int = 512
                      ) -> dict[str, np.ndarray]:
@@ -85,20 +109,7 @@ def multiscale_probs(model_fn: Callable[[Any], Mapping[str, Any]], image: np.nda
         `predsem` and `predrfn` averaged at the original size, each `[H, W, 2]` float32.
     """
     norm = jnp.asarray(preprocessing.normalize(np.asarray(image))[None])
-    h, w = norm.shape[1:3]
-    acc: dict[str, jax.Array] = {}
-    passes = 0
-    for size in multiscale_sizes(h, w, scales, base_size):
-        x = _resize(norm, size)
-        for mirrored in (False, True) if flip else (False,):
-            out = model_fn(x[:, :, ::-1] if mirrored else x)
-            for key in ("predsem", "predrfn"):
-                if key in out:
-                    p = jnp.asarray(out[key], jnp.float32)
-                    p = _resize(p[:, :, ::-1] if mirrored else p, (h, w))
-                    acc[key] = p if key not in acc else acc[key] + p
-            passes += 1
-    return {k: np.asarray(v[0] / passes) for k, v in acc.items()}
+    return {k: np.asarray(v[0]) for k, v in _multiscale(model_fn, norm, scales, flip, base_size).items()}
 
 
 class Predictor:
@@ -111,13 +122,9 @@ class Predictor:
     def __init__(self, graphdef: nnx.GraphDef, state: Any, eval_cfg: Mapping[str, Any]):
         self.mesh = parallel.local_mesh()
         self.state = parallel.to_local_replicated(state, self.mesh)
-        scales, base, flip = tuple(eval_cfg["scales"]), int(eval_cfg["base_size"]), bool(eval_cfg["flip"])
-
-        def run(state, images):
-            model = nnx.merge(graphdef, *state)
-            return multiscale_apply(model, images, scales, base, flip)
-
-        self._run = jax.jit(run)
+        self.scales, self.base_size = tuple(eval_cfg["scales"]), int(eval_cfg["base_size"])
+        self.flip = bool(eval_cfg["flip"])
+        self._forward = jax.jit(lambda state, x: nnx.merge(graphdef, *state)(x))
 
     @property
     def num_devices(self) -> int:
@@ -129,7 +136,8 @@ class Predictor:
         padded = -(-b // self.num_devices) * self.num_devices
         if padded != b:
             images = np.concatenate([images, np.repeat(images[-1:], padded - b, axis=0)])
-        out = self._run(self.state, jax.device_put(images, parallel.batch_sharding(self.mesh)))
+        x = jax.device_put(images, parallel.batch_sharding(self.mesh))
+        out = _multiscale(lambda t: self._forward(self.state, t), x, self.scales, self.flip, self.base_size)
         return {k: np.asarray(v)[:b] for k, v in out.items()}
 
 

@@ -1,0 +1,15 @@
+"""TexRNet + DeepLabV3+ (ResNet-101, output stride 16) on textseg.
+
+Reference hyperparameters (texrnet_reference.md section 4); one cell of the paper's results table.
+
+    python -m tfds_builders.build textseg --manual_dir=<downloads> --data_dir=~/tensorflow_datasets
+    python run.py --config=configs/textseg_deeplab.py --workdir=/path/to/run
+    python run.py --config=configs/textseg_deeplab.py:init_from=/path/to/converted_imagenet --workdir=/path/to/run
+    python run.py --config=configs/textseg_deeplab.py:tiny --workdir=/tmp/textseg_deeplab_tiny   # smoke run
+"""
+
+from configs import base
+
+
+def get_config(arg=None):
+    return base.experiment("textseg", "deeplab_r101", arg)

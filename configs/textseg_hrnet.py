@@ -1,0 +1,15 @@
+"""TexRNet + HRNetV2-W48 on textseg.
+
+Reference hyperparameters (texrnet_reference.md section 4); one cell of the paper's results table.
+
+    python -m tfds_builders.build textseg --manual_dir=<downloads> --data_dir=~/tensorflow_datasets
+    python run.py --config=configs/textseg_hrnet.py --workdir=/path/to/run
+    python run.py --config=configs/textseg_hrnet.py:init_from=/path/to/converted_imagenet --workdir=/path/to/run
+    python run.py --config=configs/textseg_hrnet.py:tiny --workdir=/tmp/textseg_hrnet_tiny   # smoke run
+"""
+
+from configs import base
+
+
+def get_config(arg=None):
+    return base.experiment("textseg", "hrnet_w48", arg)
