@@ -35,7 +35,9 @@ def get_builder(data_cfg: Mapping[str, Any]):
     try:
         builder = tfds.builder(name, data_dir=_data_dir(data_cfg))
     except Exception as e:  # tfds raises several types for unknown names/configs
-        raise ValueError(f"config.data.name={name!r} is not a known dataset: {e}") from None
+        # tfds appends the whole catalogue (hundreds of lines) to its message; its first line names the problem.
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"config.data.name={name!r} is not a known dataset: {first}") from None
     if builder.is_prepared():
         return builder
     if data_cfg["auto_prepare"] and not builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
@@ -58,8 +60,12 @@ def _barrier(name: str) -> None:
 def data_source(data_cfg: Mapping[str, Any], split: str):
     """Random-access source of `split`; a one-line error names the split when it does not exist."""
     builder = get_builder(data_cfg)
-    if split not in builder.info.splits:
-        raise ValueError(f"split {split!r} not in dataset {data_cfg['name']!r}; it has {sorted(builder.info.splits)}")
+    # TFDS split expressions such as 'train+val' or 'train[:90%]': check every named part.
+    names = [part.split("[")[0].strip() for part in split.split("+")]
+    unknown = [n for n in names if n not in builder.info.splits]
+    if unknown:
+        raise ValueError(f"split {split!r} of dataset {data_cfg['name']!r} names {unknown}; it has "
+                         f"{sorted(builder.info.splits)}")
     return builder.as_data_source(split=split)
 
 

@@ -26,7 +26,7 @@ from tfds_builders.synth_text import synth_text_dataset_builder as stb
 SIZE = 64
 # empty_fraction is raised so that examples without any character box (zero-row tensors) occur.
 TINY = stb.SynthTextConfig(
-    name="tiny",
+    name="unit_test",
     description="test only",
     image_size=SIZE,
     num_train=6,

@@ -1,0 +1,1 @@
+"""COCO_TS (Bonechi et al.) TFDS builder from manual downloads; see README.md."""

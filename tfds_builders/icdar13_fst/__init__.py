@@ -1,0 +1,1 @@
+"""ICDAR 2013 Focused Scene Text (text segmentation task) TFDS builder; see README.md."""

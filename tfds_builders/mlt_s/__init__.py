@@ -1,0 +1,1 @@
+"""MLT_S (Bonechi et al.) TFDS builder from manual downloads; see README.md."""

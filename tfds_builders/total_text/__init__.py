@@ -1,0 +1,1 @@
+"""Total-Text (with pixel-level ground truth) TFDS builder from manual downloads; see README.md."""
