@@ -33,8 +33,9 @@ def _parse_flags(argv):
     """absl flag parsing, with config-override errors (e.g. unknown fields) reduced to one line."""
     try:
         rest = flags.FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e).splitlines()[0])
+    except flags.Error as e:  # a config file that raises puts its traceback after the first line; keep the cause
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        _fail(lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}")
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         key = str(e.args[0] if e.args else e).strip("'\"")
         culprits = [a for a in argv[1:] if a.startswith("--config.") and key in a.split("=")[0]]
@@ -43,6 +44,10 @@ def _parse_flags(argv):
         _fail(" ".join(str(e).split()))
     if _CONFIG.value is None:
         _fail("--config is required, e.g. --config=configs/synth_quick.py")
+    try:
+        _CONFIG.value.keys()  # ml_collections reports a config file that does not exist only on first access
+    except OSError as e:
+        _fail(f"cannot load --config: {str(e).strip().splitlines()[-1].strip()}")
     if not _WORKDIR.value:
         _fail("--workdir is required")
     return rest

@@ -15,17 +15,22 @@ def get_config(arg=None):
     args = base.parse_arg(arg, tiny=False)
     c = base.get_base_config()
     c.data.name = "synth_text/quick"
-    c.data.scale_range = (129, 193)
+    # 128 px images magnified 1-1.75x into 129 px crops; evaluation at 1.5x and 2x. TexRNet predicts at stride 4,
+    # which caps a perfect prediction at fgIoU 0.73 when this set is evaluated at 1x, and 0.91 at (1.5x, 2x).
+    c.data.scale_range = (129, 225)
     c.data.crop_size = 129
-    c.model.backbone = "hrnet_small"
+    # hrnet_tiny with 32 refinement channels gave the best fgIoU per CPU-second (hrnet_small: 2.6x slower per
+    # image and no better per step); the rest of the architecture is the reference's.
+    c.model.backbone = "hrnet_tiny"
+    c.model.rfn_channels = 32
     c.optim.base_lr = 0.05
     c.optim.warmup_steps = 50
-    c.optim.decay_steps = 1150
-    c.train.num_steps = 1200
+    c.optim.decay_steps = 1950
+    c.train.num_steps = 2000
     c.train.global_batch_size = 16
     c.train.log_every_steps = 50
-    c.ckpt.every_steps = 200
-    c.eval.scales = (1.0, 1.5)
+    c.ckpt.every_steps = 250
+    c.eval.scales = (1.5, 2.0)
     c.eval.base_size = 128
     c.eval.batch_size = 20
     if args.tiny:
@@ -33,6 +38,9 @@ def get_config(arg=None):
         c.model.backbone = "hrnet_tiny"
         c.data.scale_range = (65, 97)
         c.data.crop_size = 65
+        # A small LR keeps the first steps smooth: runs on 1 and 4 devices then log the same losses (rtol 1e-5)
+        # for 10 steps at global batch 4. Faster dynamics amplify reduction-order rounding within a few steps.
+        c.optim.base_lr = 0.001
         c.optim.warmup_steps = 2
         c.optim.decay_steps = 8
         c.train.num_steps = 10

@@ -27,8 +27,13 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | pathlib.Path, every_steps: int, max_to_keep: int):
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, save_interval_steps=max(1, every_steps),
-                                               create=True, enable_async_checkpointing=True)
+        # Every `every_steps` and at preemption sync points; unlike the default policy, not also at the first step.
+        policy = ocp.checkpoint_managers.AnySavePolicy([
+            ocp.checkpoint_managers.FixedIntervalPolicy(max(1, every_steps)),
+            ocp.checkpoint_managers.PreemptionCheckpointingPolicy(),
+        ])
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, save_decision_policy=policy, create=True,
+                                               enable_async_checkpointing=True)
         self.manager = ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
 
     def latest_step(self) -> int | None:

@@ -42,12 +42,15 @@ class MetricWriter:
         keep = [line for line in self.jsonl.read_text().splitlines() if line and json.loads(line)["step"] <= step]
         self.jsonl.write_text("".join(line + "\n" for line in keep))
 
-    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    def write_scalars(self, step: int, scalars: Mapping[str, float], jsonl: bool = True) -> None:
+        """Logs `scalars` at `step` to tensorboard and, unless `jsonl` is False, as one line of metrics.jsonl."""
         if not self.enabled:
             return
         clean = {k: float(v) for k, v in scalars.items()}
         for k, v in clean.items():
             self._tb.add_scalar(k, v, step)
+        if not jsonl:
+            return
         with self.jsonl.open("a") as f:
             f.write(json.dumps({"step": int(step), **clean}) + "\n")
 

@@ -27,7 +27,7 @@ def lr_schedule(base_lr: float, warmup_steps: int, decay_steps: int, power: floa
         step = jnp.asarray(step, jnp.float32)
         warm = base_lr * step / max(warmup_steps, 1)
         j = jnp.minimum(step - warmup_steps, decay_steps - 1)
-        poly = base_lr * (1.0 - j / decay_steps) ** power
+        poly = base_lr * ((decay_steps - j) / decay_steps) ** power  # exact in float32, unlike 1 - j / n
         return jnp.where(step < warmup_steps, warm, poly)
 
     return schedule

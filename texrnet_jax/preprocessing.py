@@ -20,6 +20,7 @@ import grain
 import numpy as np
 
 from texrnet_jax.losses import nearest_indices
+from texrnet_jax.models.layers import linear_taps
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,22 +40,12 @@ def scaled_size(h: int, w: int, short: int) -> tuple[int, int]:
     return int(short / w * h), short
 
 
-def _linear_taps(in_size: int, out_size: int, start: int, count: int):
-    """Source indices and weights (align_corners=True) of output rows `start .. start+count-1`."""
-    o = np.arange(start, start + count, dtype=np.float64)
-    src = o * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros_like(o)
-    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    w1 = (src - i0).astype(np.float32)
-    return i0, i1, w1
-
-
 def resize_crop_image(image: np.ndarray, size: tuple[int, int], top: int, left: int, crop: tuple[int, int]
                       ) -> np.ndarray:
     """Window `[top:top+ch, left:left+cw]` of `image` `[H, W, C]` float32 bilinearly resized to `size`."""
     h, w = image.shape[:2]
-    y0, y1, wy = _linear_taps(h, size[0], top, crop[0])
-    x0, x1, wx = _linear_taps(w, size[1], left, crop[1])
+    y0, y1, wy = (t[top:top + crop[0]] for t in linear_taps(h, size[0]))
+    x0, x1, wx = (t[left:left + crop[1]] for t in linear_taps(w, size[1]))
     rows = image[y0] * (1.0 - wy)[:, None, None] + image[y1] * wy[:, None, None]
     return rows[:, x0] * (1.0 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
 

@@ -177,7 +177,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     ckpt.close()
     writer.flush()
     result = run_evaluation(config, eval_def, (state["params"], state["rest"]), workdir, step)
-    writer.write_scalars(step, {f"eval/{k}": v for k, v in result.items() if k in ("fgiou", "fscore", "miou")})
+    # Tensorboard only: metrics.jsonl keeps exactly one line per logged training step.
+    writer.write_scalars(step, {f"eval/{k}": v for k, v in result.items() if k in ("fgiou", "fscore", "miou")},
+                         jsonl=False)
     writer.close()
     return result
 

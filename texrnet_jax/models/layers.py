@@ -151,21 +151,31 @@ def run_sequence(layers, x: jax.Array) -> jax.Array:
     return x
 
 
-@functools.lru_cache(maxsize=256)
-def interp_matrix(in_size: int, out_size: int, align_corners: bool = True) -> np.ndarray:
-    """The `[out_size, in_size]` float32 matrix of 1-D linear interpolation, PyTorch conventions.
+def linear_taps(in_size: int, out_size: int, align_corners: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1-D linear interpolation taps of every output index: (left index, right index, right weight).
 
-    align_corners=True maps output i to source `i * (in - 1) / (out - 1)`; False uses half-pixel
-    centres with negative sources clamped to 0, as `F.interpolate` does.
+    align_corners=True maps output i to source `i * (in - 1) / (out - 1)`; False uses half-pixel centres with
+    negative sources clamped to 0, as `F.interpolate` does. PyTorch computes the scale, the source coordinate and
+    the weight in float32 (its CPU opmath type for float tensors); doing the same here removes a 1e-3-level
+    mismatch at sizes whose ratio is inexact in binary.
     """
-    o = np.arange(out_size, dtype=np.float64)
+    o = np.arange(out_size, dtype=np.float32)
     if align_corners:
-        src = o * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(1)
+        scale = np.float32(in_size - 1) / np.float32(out_size - 1) if out_size > 1 else np.float32(0.0)
+        src = scale * o
     else:
-        src = np.maximum((o + 0.5) * (in_size / out_size) - 0.5, 0.0)
+        ratio = np.float32(in_size) / np.float32(out_size)
+        src = np.maximum((o + np.float32(0.5)) * ratio - np.float32(0.5), np.float32(0.0))
     i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     i1 = np.minimum(i0 + 1, in_size - 1)
-    w1 = src - i0
+    return i0, i1, (src - i0.astype(np.float32)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def interp_matrix(in_size: int, out_size: int, align_corners: bool = True) -> np.ndarray:
+    """The `[out_size, in_size]` float32 matrix of 1-D linear interpolation (see `linear_taps`)."""
+    i0, i1, w1 = linear_taps(in_size, out_size, align_corners)
+    w1 = w1.astype(np.float64)
     m = np.zeros((out_size, in_size), np.float64)
     np.add.at(m, (np.arange(out_size), i0), 1.0 - w1)
     np.add.at(m, (np.arange(out_size), i1), w1)

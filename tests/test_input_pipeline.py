@@ -1,0 +1,203 @@
+"""Tests for texrnet_jax.input_pipeline (on the `synth_text/tiny` build) and the host-to-device helpers of parallel.
+
+`synth_text/tiny` (64 train / 16 test images of 64x64) is auto-prepared by the pipeline into a temporary
+`data_dir` in about a second. Every project builder with manual-download instructions (TextSeg, ...) is checked
+for the "not prepared" error in an empty `data_dir`.
+"""
+
+import importlib
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from configs import base
+from texrnet_jax import input_pipeline, parallel
+
+DATASET, NUM_TRAIN, NUM_TEST, SIZE, CROP = "synth_text/tiny", 64, 16, 64, 33
+BUILDERS_DIR = pathlib.Path(__file__).resolve().parents[1] / "tfds_builders"
+
+
+def _manual_download_datasets() -> list[str]:
+    """TFDS names of the project's builders that need a manual download."""
+    names = []
+    for path in sorted(BUILDERS_DIR.glob("*/*_dataset_builder.py")):
+        builder = importlib.import_module(f"tfds_builders.{path.parent.name}.{path.stem}").Builder
+        if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+            names.append(builder.name)
+    return names
+
+
+MANUAL_DATASETS = _manual_download_datasets()
+
+
+def _data_cfg(data_dir, name=DATASET):
+    cfg = base.data_config(name)
+    cfg.data_dir = str(data_dir)
+    cfg.scale_range = (CROP, 45)
+    cfg.crop_size = CROP
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def data_cfg(tmp_path_factory):
+    """`config.data` of `synth_text/tiny`, prepared on first use by `get_builder` (the auto-prepare path)."""
+    cfg = _data_cfg(tmp_path_factory.mktemp("tfds"))
+    builder = input_pipeline.get_builder(cfg)
+    assert builder.is_prepared()
+    assert {s: builder.info.splits[s].num_examples for s in ("train", "test")} == {"train": NUM_TRAIN, "test": NUM_TEST}
+    return cfg
+
+
+def _take(it, n):
+    return [next(it) for _ in range(n)]
+
+
+def _assert_batches_equal(a, b):
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+
+
+def test_train_batches_shapes_and_dtypes(data_cfg):
+    batch_size = 16
+    batches = _take(input_pipeline.train_iterator(data_cfg, batch_size, seed=0), NUM_TRAIN // batch_size + 1)
+    for batch in batches:  # the last one is from the second epoch
+        assert set(batch) == {"image", "mask"}
+        assert batch["image"].shape == (batch_size, CROP, CROP, 3) and batch["image"].dtype == np.float32
+        assert batch["mask"].shape == (batch_size, CROP, CROP) and batch["mask"].dtype == np.int32
+        assert set(np.unique(batch["mask"])) <= {0, 1, 255}
+        assert np.all(np.isfinite(batch["image"])) and -3.0 < batch["image"].min() < batch["image"].max() < 3.0
+
+
+def test_train_seed_determines_the_stream(data_cfg):
+    first = _take(input_pipeline.train_iterator(data_cfg, 2, seed=0), 3)
+    again = _take(input_pipeline.train_iterator(data_cfg, 2, seed=0), 3)
+    _assert_batches_equal(first, again)
+    other = next(input_pipeline.train_iterator(data_cfg, 2, seed=1))
+    assert not np.array_equal(first[0]["image"], other["image"])
+
+
+def test_train_iterator_state_reproduces_the_next_batch(data_cfg):
+    it = input_pipeline.train_iterator(data_cfg, 2, seed=3)
+    _take(it, 2)
+    state = it.get_state()
+    expected = _take(it, 2)
+    fresh = input_pipeline.train_iterator(data_cfg, 2, seed=3)
+    fresh.set_state(state)
+    _assert_batches_equal(_take(fresh, 2), expected)
+    # Setting the state also rewinds an iterator that has run ahead.
+    it.set_state(state)
+    _assert_batches_equal(_take(it, 2), expected)
+
+
+def test_eval_examples_visits_every_example_once_in_order(data_cfg):
+    source = input_pipeline.get_builder(data_cfg).as_data_source(split="test")
+    n, examples = input_pipeline.eval_examples(data_cfg, "test")
+    examples = list(examples)
+    assert n == NUM_TEST
+    assert [i for i, _ in examples] == list(range(NUM_TEST))
+    for i, ex in examples:
+        ref = source[i]
+        assert ex["id"] == ref["id"].decode() and ex["id"].startswith("test_")
+        assert ex["image"].shape == (SIZE, SIZE, 3) and ex["image"].dtype == np.uint8
+        assert ex["mask"].shape == (SIZE, SIZE) and ex["mask"].dtype == np.uint8
+        np.testing.assert_array_equal(ex["image"], ref["image"])
+        np.testing.assert_array_equal(ex["mask"], ref["mask"][..., 0])
+    assert len({ex["id"] for _, ex in examples}) == NUM_TEST
+
+
+@pytest.mark.parametrize("max_images, expected", [(2, 2), (NUM_TEST + 10, NUM_TEST)])
+def test_eval_examples_max_images(data_cfg, max_images, expected):
+    n, examples = input_pipeline.eval_examples(data_cfg, "test", max_images=max_images)
+    assert n == expected
+    assert [i for i, _ in examples] == list(range(expected))
+
+
+def test_missing_split_is_a_one_line_error(data_cfg):
+    with pytest.raises(ValueError, match="'validation'") as info:
+        input_pipeline.eval_examples(data_cfg, "validation")
+    assert "\n" not in str(info.value) and "test" in str(info.value) and "train" in str(info.value)
+
+
+def test_split_expressions(data_cfg):
+    n, examples = input_pipeline.eval_examples(data_cfg, "test[:3]+train[:2]")
+    ids = [ex["id"] for _, ex in examples]
+    assert n == 5 and sum(i.startswith("test_") for i in ids) == 3 and sum(i.startswith("train_") for i in ids) == 2
+    with pytest.raises(ValueError, match=r"\['val'\]"):
+        input_pipeline.eval_examples(data_cfg, "train+val")
+
+
+@pytest.mark.parametrize("name", ["no_such_dataset_xyz", "synth_text/no_such_config"])
+def test_unknown_dataset_is_a_one_line_error(tmp_path, name):
+    with pytest.raises(ValueError, match=name.split("/")[-1]) as info:
+        input_pipeline.get_builder(_data_cfg(tmp_path, name))
+    assert "\n" not in str(info.value), str(info.value)
+    assert f"config.data.name={name!r}" in str(info.value)
+
+
+def test_manual_download_datasets_exist():
+    assert "textseg" in MANUAL_DATASETS
+
+
+@pytest.mark.parametrize("name", MANUAL_DATASETS)
+def test_manual_dataset_not_prepared_names_the_build_command(tmp_path, name):
+    with pytest.raises(FileNotFoundError) as info:
+        input_pipeline.get_builder(_data_cfg(tmp_path, name))
+    message = str(info.value)
+    assert f"python -m tfds_builders.build {name} --manual_dir=" in message
+    assert f"--data_dir={tmp_path}" in message and "\n" not in message
+    assert not list(tmp_path.rglob("*.array_record*")), "a manual-download dataset must not be auto-prepared"
+
+
+def test_auto_prepare_off_raises_instead_of_building(tmp_path):
+    cfg = _data_cfg(tmp_path)
+    cfg.auto_prepare = False
+    with pytest.raises(FileNotFoundError, match="python -m tfds_builders.build"):
+        input_pipeline.get_builder(cfg)
+    assert not list(tmp_path.rglob("*.array_record*"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Host batches onto the device mesh (texrnet_jax.parallel).
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_per_process_batch_requires_a_multiple_of_the_device_count():
+    mesh = parallel.make_mesh()
+    assert mesh.devices.size == 4 and mesh.axis_names == ("data",)
+    assert parallel.per_process_batch(8, mesh) == 8
+    with pytest.raises(ValueError, match=r"config\.train\.global_batch_size=6 .* device count 4"):
+        parallel.per_process_batch(6, mesh)
+    with pytest.raises(ValueError, match=r"config\.eval\.batch_size=0"):
+        parallel.per_process_batch(0, mesh, field="config.eval.batch_size")
+
+
+def test_make_mesh_subsets_and_limits():
+    one = parallel.make_mesh(num_devices=1)
+    assert one.devices.size == 1 and one.axis_names == ("data",)
+    assert parallel.per_process_batch(3, one) == 3
+    with pytest.raises(ValueError, match="num_devices=5"):
+        parallel.make_mesh(num_devices=5)
+
+
+def test_host_to_global_shards_the_batch_over_data():
+    mesh = parallel.make_mesh()
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.normal(size=(8, 3, 5, 3)).astype(np.float32),
+        "mask": rng.integers(0, 2, size=(8, 3, 5)).astype(np.int32),
+    }
+    out = parallel.host_to_global(batch, mesh)
+    for key, value in out.items():
+        assert isinstance(value, jax.Array) and value.shape == batch[key].shape and value.dtype == batch[key].dtype
+        assert value.sharding.is_equivalent_to(NamedSharding(mesh, P("data")), value.ndim)
+        shards = sorted(value.addressable_shards, key=lambda s: s.index[0].start)
+        assert [s.data.shape[0] for s in shards] == [2, 2, 2, 2]
+        for i, shard in enumerate(shards):
+            np.testing.assert_array_equal(np.asarray(shard.data), batch[key][2 * i : 2 * i + 2])
+        np.testing.assert_array_equal(np.asarray(value), batch[key])

@@ -1,0 +1,69 @@
+"""`run.py` command-line errors: one line on stderr, exit status 2, and no training started.
+
+Each case runs `python run.py` in a subprocess; all of them fail before any model is built, so each takes seconds.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = "--config=configs/synth_quick.py:tiny"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT))
+    return subprocess.run(
+        [sys.executable, "run.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("run.py: error: ")
+    return lines[0]
+
+
+def test_unknown_config_field(tmp_path):
+    workdir = tmp_path / "work"
+    proc = _run(TINY, f"--workdir={workdir}", "--config.train.foo=1")
+    line = _error_line(proc)
+    assert "'foo'" in line and "config.train.foo" in line
+    assert not workdir.exists(), "nothing may be written before the config is valid"
+    assert proc.stdout == ""
+
+
+def test_unwritable_workdir(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    workdir = blocker / "work"
+    proc = _run(TINY, f"--workdir={workdir}")
+    line = _error_line(proc)
+    assert f"--workdir={workdir}" in line and "not writable" in line
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [("--config.train.num_steps=abc", "num_steps"), ("--config.train=3", "config.train")],
+)
+def test_badly_typed_override(tmp_path, override, expected):
+    line = _error_line(_run(TINY, f"--workdir={tmp_path / 'work'}", override))
+    assert expected in line
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ("configs/synth_quick.py:tinyy", "unknown config argument 'tinyy'"),
+        ("configs/no_such_experiment.py", "configs/no_such_experiment.py"),
+    ],
+)
+def test_config_file_errors_name_the_cause(tmp_path, config, expected):
+    line = _error_line(_run(f"--config={config}", f"--workdir={tmp_path / 'work'}"))
+    assert expected in line
