@@ -127,9 +127,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         writer.truncate_after(latest)
         print(f"Resuming from checkpoint at step {latest} in {workdir / 'checkpoints'}", flush=True)
     elif config.init_from:
-        from texrnet_jax import convert
-
-        state["params"], state["rest"] = convert.init_params_from(config.init_from, state["params"], state["rest"])
+        params, rest = initialize_from(config, state["params"], state["rest"])
+        state = jax.device_put({**state, "params": params, "rest": rest}, parallel.replicated(mesh))
         print(f"Initialised from {config.init_from}", flush=True)
     start = int(jax.device_get(state["step"]))
 
@@ -198,6 +197,42 @@ def run_evaluation(config, eval_def: nnx.GraphDef, variables: tuple[Any, Any], w
     return result
 
 
+def initialize_from(config, params: Any, rest: Any) -> tuple[Any, Any]:
+    """Copies the weights of a `python -m texrnet_jax.convert` directory (`config.init_from`) into the model state.
+
+    The converted model must be the one `config.model` describes (same name and backbone). Every converted array
+    must land on a model variable of the same shape; variables the file lacks (e.g. RNG state) keep their values.
+    """
+    from texrnet_jax import convert
+
+    model_cfg, converted = convert.load_converted(config.init_from)
+    for key in ("name", "backbone"):
+        if model_cfg.get(key) != config.model[key]:
+            raise ValueError(f"config.init_from={config.init_from} holds model {key} {model_cfg.get(key)!r} but "
+                             f"config.model.{key} is {config.model[key]!r}")
+    source = {path: leaf for path, leaf in nnx.to_flat_state(converted)}
+    used, problems = set(), []
+
+    def fill(tree):
+        flat = []
+        for path, var in nnx.to_flat_state(tree):
+            if path in source:
+                value = np.asarray(source[path][...])
+                if value.shape != var.shape:
+                    problems.append(f"{'/'.join(map(str, path))}: file {value.shape} vs model {var.shape}")
+                else:
+                    var = var.replace(jnp.asarray(value, var.dtype))
+                used.add(path)
+            flat.append((path, var))
+        return nnx.from_flat_state(flat)
+
+    params, rest = fill(params), fill(rest)
+    problems += [f"{'/'.join(map(str, p))}: not in the model" for p in source if p not in used]
+    if problems:
+        raise ValueError(f"config.init_from={config.init_from} does not fit config.model: " + "; ".join(problems))
+    return params, rest
+
+
 def load_for_inference(config, workdir: str | pathlib.Path) -> tuple[nnx.GraphDef, tuple[Any, Any], int | None]:
     """The eval-mode model of `config`: the workdir's latest checkpoint, else `config.init_from`.
 
@@ -219,9 +254,7 @@ def load_for_inference(config, workdir: str | pathlib.Path) -> tuple[nnx.GraphDe
         restored = ckpt.restore(latest, jax.device_put(like, parallel.replicated(mesh)), None)
         params, rest, step = restored["params"], restored["rest"], latest
     elif config.init_from:
-        from texrnet_jax import convert
-
-        params, rest = convert.init_params_from(config.init_from, params, rest)
+        params, rest = initialize_from(config, params, rest)
     else:
         ckpt.close()
         raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} and config.init_from is empty")
