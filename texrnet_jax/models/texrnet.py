@@ -123,3 +123,28 @@ class TexRNet(nnx.Module):
         out = self.semrfnhead(feat, x)
         out["feat"] = feat.astype(jnp.float32)
         return out
+
+
+class Baseline(nnx.Module):
+    """The paper's baseline without refinement: backbone + 1x1 classifier conv (with bias) at stride 4.
+
+    Attributes:
+        backbone_name: attribute name of the backbone (`hrnet` or `deeplab`, as in `TexRNet`).
+        classifier: 1x1 conv `C -> num_classes` with bias.
+    """
+
+    def __init__(self, backbone: nnx.Module, backbone_name: str, feat_channels: int, *, num_classes: int = 2,
+                 dtype=jnp.float32, rngs: nnx.Rngs):
+        self.backbone_name = backbone_name
+        setattr(self, backbone_name, backbone)
+        self.classifier = Conv2d(feat_channels, num_classes, 1, use_bias=True, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+        """Runs the model on normalized images `x` `[N, H, W, 3]`.
+
+        Returns:
+            `logit_sem` and `predsem` `[N, h, w, K]` and `feat` `[N, h, w, C]`, float32, at stride 4.
+        """
+        feat = getattr(self, self.backbone_name)(x)["s4"]
+        logit = self.classifier(feat).astype(jnp.float32)
+        return {"logit_sem": logit, "predsem": jax.nn.softmax(logit, axis=-1), "feat": feat.astype(jnp.float32)}
