@@ -32,7 +32,8 @@ def test_initialize_from_copies_every_converted_array(converted, parity_dir):
     flat.update({".".join(map(str, p)): np.asarray(v[...]) for p, v in nnx.to_flat_state(rest)})
     ref = np.load(parity_dir / "texrnet_hrnet_small.npz")
     # Spot checks through the converter's layout rules: a conv kernel (OIHW -> HWIO), BN running stats, bias_sem.
-    np.testing.assert_array_equal(flat["hrnet.conv1.kernel"], ref["state_dict/hrnet.conv1.weight"].transpose(2, 3, 1, 0))
+    kernel = ref["state_dict/hrnet.conv1.weight"].transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(flat["hrnet.conv1.kernel"], kernel)
     np.testing.assert_array_equal(flat["hrnet.bn1.var"], ref["state_dict/hrnet.bn1.running_var"])
     np.testing.assert_array_equal(flat["semrfnhead.bias_sem"], ref["state_dict/semrfnhead.bias_sem"])
 
