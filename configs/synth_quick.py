@@ -38,22 +38,7 @@ def get_config(arg=None):
     c.eval.batch_size = 20
     if args.tiny:
         c.data.name = "synth_text/tiny"
-        c.model.backbone = "hrnet_tiny"
-        c.data.scale_range = (65, 97)
-        c.data.crop_size = 65
-        # A small LR keeps the first steps smooth: runs on 1 and 4 devices then log the same losses (rtol 1e-5)
-        # for 10 steps at global batch 4. Faster dynamics amplify reduction-order rounding within a few steps.
-        c.optim.base_lr = 0.001
-        c.optim.warmup_steps = 2
-        c.optim.decay_steps = 8
-        c.train.num_steps = 10
-        c.train.global_batch_size = 4
-        c.train.log_every_steps = 1
-        c.ckpt.every_steps = 5
-        c.eval.scales = (1.0,)
-        c.eval.flip = False
-        c.eval.base_size = 64
+        base.tiny(c, "hrnet_tiny")
         c.eval.max_images = 8
         c.eval.batch_size = 4
-        c.eval.num_samples = 2
     return c

@@ -18,3 +18,24 @@ def parity_dir() -> pathlib.Path:
     if not PARITY_DIR.is_dir():
         pytest.skip(f"parity fixtures not found at {PARITY_DIR}")
     return PARITY_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_synth_dir(tmp_path_factory) -> pathlib.Path:
+    """A TFDS data dir holding `synth_text/tiny` (64 + 16 images, built once per test session)."""
+    from tfds_builders import build
+
+    path = tmp_path_factory.mktemp("tfds_tiny")
+    build.prepare("synth_text/tiny", data_dir=str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fast_compile():
+    """XLA's slow optimisation passes off for a module whose cost is compilation (about 3x faster); restored after."""
+    import jax
+
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)

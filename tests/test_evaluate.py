@@ -27,13 +27,7 @@ AVG_ATOL = 1e-3
 SCALE_ATOL = 3e-3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    """Compilation dominates this file (about 3x faster to compile, slightly slower to run); restored after."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 @pytest.fixture(scope="module")

@@ -39,12 +39,8 @@ def _losses(workdir) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from tfds_builders import build
-
-    path = tmp_path_factory.mktemp("tfds")
-    build.prepare("synth_text/tiny", data_dir=str(path))
-    return path
+def data_dir(tiny_synth_dir):
+    return tiny_synth_dir
 
 
 def test_two_processes_match_one_process(tmp_path, data_dir):

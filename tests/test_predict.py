@@ -31,13 +31,7 @@ def _config(input_spec="", output=""):
     return config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    """Small XLA programs dominate here (model init, one compile per image size); about 3x faster to compile."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 @pytest.fixture(scope="module")

@@ -42,12 +42,8 @@ def _logged(workdir) -> list[tuple[int, float]]:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from tfds_builders import build
-
-    path = tmp_path_factory.mktemp("tfds")
-    build.prepare("synth_text/tiny", data_dir=str(path))
-    return path
+def data_dir(tiny_synth_dir):
+    return tiny_synth_dir
 
 
 def test_sigkill_then_resume_is_exact(tmp_path, data_dir):
