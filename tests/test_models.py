@@ -109,8 +109,9 @@ def _stats(model):
 
 
 @pytest.mark.parametrize("backbone", ["hrnet_tiny", "deeplab_tiny"])
-def test_tiny_forward_train_and_eval(backbone):
+def test_tiny_forward_train_and_eval(backbone, fast_compile):
     # 'rbg' keys: the eager random init compiles one sampler per parameter shape, several times faster than threefry.
+    # fast_compile (conftest): compilation dominates these tiny passes.
     model = build_model({"name": "texrnet", "backbone": backbone},
                         rngs=nnx.Rngs(params=jax.random.key(0, impl="rbg"), dropout=jax.random.key(1, impl="rbg")))
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 65, 65, 3)), F32)

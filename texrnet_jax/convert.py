@@ -85,10 +85,10 @@ def model_config(arch: str, name: str = "texrnet", output_stride: int = 16) -> d
     return cfg
 
 
-def _flat_target(model: nnx.Module) -> dict[str, Any]:
-    """'.'-joined path -> Variable of the model's params and batch stats (works on abstract models)."""
-    flat = nnx.to_flat_state(nnx.state(model, _STATE_TYPES))
-    return {".".join(str(p) for p in path): var for path, var in flat}
+def _flat_target(model: nnx.Module | nnx.State) -> dict[str, Any]:
+    """'.'-joined path -> Variable of the params and batch stats of a model (also abstract) or a state."""
+    state = model if isinstance(model, nnx.State) else nnx.state(model, _STATE_TYPES)
+    return {".".join(str(p) for p in path): var for path, var in nnx.to_flat_state(state)}
 
 
 def _torch_shape(nnx_leaf: str, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -240,8 +240,10 @@ def torch_to_nnx(model: nnx.Module, state_dict: Mapping[str, Any], *, strict: bo
     return model
 
 
-def export_state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
-    """The inverse of `torch_to_nnx`: the model's params and batch stats under reference names, torch layouts.
+def export_state_dict(model: nnx.Module | nnx.State) -> dict[str, np.ndarray]:
+    """The inverse of `torch_to_nnx`: params and batch stats under reference names, in torch layouts.
+
+    Takes a model or a state of params and batch stats (e.g. the one `load_converted` returns).
 
     Every BN also gets a `num_batches_tracked` of 0 (int64), so PyTorch's strict `load_state_dict` accepts it.
     """
