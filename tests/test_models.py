@@ -137,3 +137,15 @@ def test_tiny_forward_train_and_eval(backbone, fast_compile):
         # Dropout is active in training mode and draws a fresh mask each call.
         t2 = _forward(model, x)
         assert not np.array_equal(np.asarray(t1["feat"]), np.asarray(t2["feat"]))
+
+
+def test_bfloat16_conv_bias_gradient_is_accumulated_in_float32():
+    """A bias gradient sums the cotangent over every output pixel: in bfloat16 that sum stalls (1,024 for 10,000)."""
+    from texrnet_jax.models.layers import Conv2d
+
+    conv = Conv2d(3, 2, 1, use_bias=True, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(conv, nnx.Param)
+    x = jnp.ones((4, 50, 50, 3), jnp.bfloat16)
+    grads = jax.grad(lambda p: jnp.sum(nnx.merge(graphdef, p)(x).astype(F32)))(params)
+    assert grads["bias"].value.dtype == F32
+    np.testing.assert_array_equal(np.asarray(grads["bias"].value), [10000.0, 10000.0])
