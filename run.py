@@ -56,6 +56,10 @@ def _parse_flags(argv):
 def main(argv):
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        # Warnings and errors only by default (Orbax and TFDS log every save and read at INFO); --verbosity=0
+        # restores INFO. (A flag default set before app.run does not survive absl's own logging setup.)
+        logging.set_verbosity(logging.WARNING)
     from texrnet_jax import train
 
     try:
@@ -86,6 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    # Warnings and errors only by default (Orbax and TFDS log every save at INFO); --verbosity=0 restores INFO.
-    flags.FLAGS.set_default("verbosity", -1)
     app.run(main, flags_parser=_parse_flags)

@@ -47,6 +47,7 @@ def data_config(name: str) -> ml_collections.ConfigDict:
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
         num_workers=0,  # grain worker processes (0 = in the main process)
+        max_char_boxes=64,  # character boxes per training crop for the glyph loss (extra ones are dropped)
         prefetch=2,
     ))
 
@@ -97,7 +98,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.seed = 2  # the reference's RND_SEED
     c.data = data_config("synth_text")
     c.model = model_config("hrnet_w48")
-    c.loss = ml_collections.ConfigDict(dict(sem=1.0, rfn=0.5, rfntri=0.5))
+    c.loss = ml_collections.ConfigDict(dict(
+        sem=1.0, rfn=0.5, rfntri=0.5,
+        # Glyph-discriminator loss `losscls` (reference `--trainwithcls`): weight 0.1 on textseg and icdar13_fst,
+        # 0 = off. It needs the frozen classifier (`python -m texrnet_jax.convert --model=glyph_classifier`
+        # output directory, or `random` for an untrained `glyph_arch`, smoke runs only) and char boxes in the data.
+        glyph=0.0,
+        glyph_classifier="",
+        glyph_arch="glyph_resnet50",
+    ))
     c.optim = optim_config()
     c.train = ml_collections.ConfigDict(dict(
         num_steps=20500,
@@ -120,13 +129,14 @@ def get_base_config() -> ml_collections.ConfigDict:
     return c
 
 
-# Per-dataset settings of the paper's experiments (reference section 4.3): TFDS name, splits.
+# Per-dataset settings of the paper's experiments (reference sections 2.9 and 4.3): TFDS name, splits, and
+# whether the glyph loss is on (textseg and icdar13 only; they are the sets with character boxes).
 DATASETS = {
-    "textseg": dict(name="textseg", train_split="train+val", eval_split="test"),
-    "icdar13_fst": dict(name="icdar13_fst", train_split="train", eval_split="test"),
-    "coco_ts": dict(name="coco_ts", train_split="train", eval_split="val"),
-    "mlt_s": dict(name="mlt_s", train_split="train", eval_split="validation"),
-    "total_text": dict(name="total_text", train_split="train", eval_split="test"),
+    "textseg": dict(name="textseg", train_split="train+val", eval_split="test", glyph=True),
+    "icdar13_fst": dict(name="icdar13_fst", train_split="train", eval_split="test", glyph=True),
+    "coco_ts": dict(name="coco_ts", train_split="train", eval_split="val", glyph=False),
+    "mlt_s": dict(name="mlt_s", train_split="train", eval_split="validation", glyph=False),
+    "total_text": dict(name="total_text", train_split="train", eval_split="test", glyph=False),
 }
 
 # Reference global batches: 4 GPUs x 5 images (HRNet) or x 8 images (DeepLab).
@@ -136,10 +146,12 @@ BACKBONE_BATCH = {"hrnet_w48": 20, "deeplab_r101": 32}
 def experiment(dataset: str, backbone: str, arg: str | None) -> ml_collections.ConfigDict:
     """A paper experiment: TexRNet on `backbone` trained on `dataset` with the reference hyperparameters.
 
-    `arg` may be `tiny` (a seconds-long smoke variant with a tiny backbone) and `init_from=<path>` (converted
-    ImageNet backbone weights, `python -m texrnet_jax.convert --backbone_only ...`).
+    `arg` may be `tiny` (a seconds-long smoke variant with a tiny backbone; with the glyph loss, an untrained tiny
+    classifier unless one is given), `init_from=<path>` (converted ImageNet backbone weights,
+    `python -m texrnet_jax.convert --backbone_only ...`) and `glyph_classifier=<path>` (the converted
+    resnet50_textcls classifier; required by the textseg and icdar13_fst experiments, which use the glyph loss).
     """
-    args = parse_arg(arg, tiny=False, init_from="")
+    args = parse_arg(arg, tiny=False, init_from="", glyph_classifier="")
     c = get_base_config()
     c.data = data_config(DATASETS[dataset]["name"])
     c.data.train_split = DATASETS[dataset]["train_split"]
@@ -149,7 +161,13 @@ def experiment(dataset: str, backbone: str, arg: str | None) -> ml_collections.C
     c.train.global_batch_size = BACKBONE_BATCH[backbone]
     c.train.log_every_steps = 20
     c.init_from = args.init_from
+    if DATASETS[dataset]["glyph"]:
+        c.loss.glyph = 0.1
+        c.loss.glyph_classifier = args.glyph_classifier
     if args.tiny:
         tiny(c, "hrnet_tiny" if backbone.startswith("hrnet") else "deeplab_tiny")
         c.eval.max_images = 4
+        if c.loss.glyph:
+            c.loss.glyph_arch = "glyph_tiny"
+            c.loss.glyph_classifier = args.glyph_classifier or "random"
     return c

@@ -197,3 +197,55 @@ def test_train_augment_transform_dtypes_and_determinism():
         np.broadcast_to(preprocessing.normalize(flat["image"][:1, :1]), (33, 33, 3)),
         atol=1e-6,
     )
+
+
+def test_square_boxes_pads_the_short_side_symmetrically():
+    boxes = np.array([[10, 20, 20, 26], [0, 0, 4, 10], [5, 5, 9, 9]], np.float32)  # tall, wide, square
+    np.testing.assert_array_equal(
+        preprocessing.square_boxes(boxes), [[10, 18, 20, 28], [-3, 0, 7, 10], [5, 5, 9, 9]])
+
+
+def test_crop_char_boxes_follows_scale_and_crop():
+    boxes = np.array([[10, 20, 20, 26],  # kept
+                      [0, 0, 4, 10],  # squared to y -3: leaves the crop at the top
+                      [12, 40, 18, 46],  # class 36 (other): dropped
+                      [30, 50, 36, 56]], np.float32)  # kept
+    labels = np.array([3, 11, 36, 35], np.int32)
+    # Source 40 x 60 scaled 2x to 80 x 120, crop window from (5, 10).
+    out = preprocessing.crop_char_boxes(boxes, labels, (40, 60), (80, 120, 5, 10), crop_size=110, max_boxes=4)
+    np.testing.assert_array_equal(out["char_valid"], [True, True, False, False])
+    np.testing.assert_array_equal(out["char_labels"], [3, 35, 0, 0])
+    # [10, 18, 20, 28] * 2 - [5, 10, 5, 10]; [30, 50, 36, 56] * 2 - offset.
+    np.testing.assert_array_equal(out["char_boxes"], [[15, 26, 35, 46], [55, 90, 67, 102], [0, 0, 0, 0], [0, 0, 0, 0]])
+    assert out["char_boxes"].dtype == np.float32 and out["char_labels"].dtype == np.int32
+    # A smaller crop drops the box that now leaves it; max_boxes truncates in source order.
+    small = preprocessing.crop_char_boxes(boxes, labels, (40, 60), (80, 120, 5, 10), crop_size=64, max_boxes=4)
+    np.testing.assert_array_equal(small["char_valid"], [True, False, False, False])
+    one = preprocessing.crop_char_boxes(boxes, labels, (40, 60), (80, 120, 5, 10), crop_size=110, max_boxes=1)
+    np.testing.assert_array_equal(one["char_labels"], [3])
+    empty = preprocessing.crop_char_boxes(np.zeros((0, 4)), np.zeros((0,)), (40, 60), (80, 120, 5, 10), 100, 3)
+    assert empty["char_boxes"].shape == (3, 4) and not empty["char_valid"].any()
+
+
+def test_train_augment_char_boxes_cover_the_character_in_the_crop():
+    # One character: a text rectangle with exclusive bounds [12, 30) x [20, 28) in a 48 x 64 image.
+    mask = np.zeros((48, 64, 1), np.uint8)
+    mask[12:30, 20:28] = 1
+    element = {"image": np.zeros((48, 64, 3), np.uint8), "mask": mask,
+               "char_boxes": np.array([[12, 20, 30, 28]], np.float32), "char_labels": np.array([7], np.int32)}
+    aug = preprocessing.TrainAugment((48, 96), 48, IGNORE, max_char_boxes=2)
+    seen = 0
+    for seed in range(40):
+        out = aug.random_map(element, np.random.default_rng(seed))
+        assert out["char_boxes"].shape == (2, 4) and not out["char_valid"][1]
+        if not out["char_valid"][0]:
+            continue
+        seen += 1
+        y1, x1, y2, x2 = out["char_boxes"][0]
+        assert y2 - y1 == pytest.approx(x2 - x1, rel=0.02)  # squared before the (per-axis) scaling
+        ys, xs = np.nonzero(out["mask"] == 1)
+        # The text pixels of the crop lie inside the box, up to the nearest-neighbour rounding of the mask.
+        assert ys.min() >= y1 - 1 and ys.max() + 1 <= y2 + 1
+        assert xs.min() >= x1 - 1 and xs.max() + 1 <= x2 + 1
+        assert (ys.max() + 1 - ys.min()) == pytest.approx(y2 - y1, abs=2)  # the tall side is not padded
+    assert seen >= 5

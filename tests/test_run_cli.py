@@ -67,3 +67,11 @@ def test_badly_typed_override(tmp_path, override, expected):
 def test_config_file_errors_name_the_cause(tmp_path, config, expected):
     line = _error_line(_run(f"--config={config}", f"--workdir={tmp_path / 'work'}"))
     assert expected in line
+
+
+def test_errors_after_jax_starts_are_one_line_too(tmp_path):
+    """Past flag parsing: INFO logs of jax/Orbax/TFDS stay off by default, so stderr is just the error."""
+    proc = _run(TINY, f"--workdir={tmp_path / 'empty'}", "--mode=eval")
+    assert "no checkpoint in" in _error_line(proc)
+    proc = _run(TINY, f"--workdir={tmp_path / 'empty'}", "--mode=eval", "--verbosity=0")
+    assert "process 0/1, devices:" in proc.stderr  # --verbosity=0 brings the INFO lines back

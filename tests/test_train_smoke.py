@@ -49,13 +49,15 @@ def data_dir(tiny_synth_dir):
     return tiny_synth_dir
 
 
-def _config(data_dir, num_steps: int, num_devices: int = 0):
+def _config(data_dir, num_steps: int, num_devices: int = 0, glyph: bool = False):
     """`configs/synth_quick.py:tiny` with run-length overrides, locked as run.py locks it."""
     config = importlib.import_module("configs.synth_quick").get_config("tiny")
     config.data.data_dir = str(data_dir)
     config.train.num_steps = num_steps
     config.train.num_devices = num_devices
     config.eval.max_images = EVAL_IMAGES
+    if glyph:  # an untrained tiny classifier: the wiring, not the glyph knowledge
+        config.loss.update(glyph=0.1, glyph_classifier="random", glyph_arch="glyph_tiny")
     config.lock()
     return config
 
@@ -140,3 +142,21 @@ def test_one_device_logs_the_same_losses_as_four(first_run, data_dir, tmp_path):
         np.testing.assert_allclose([d[key] for d in one_lines], [d[key] for d in four_lines], rtol=1e-5, err_msg=key)
     # Gradient norms amplify reduction-order rounding faster than losses; step 1 pins the global-batch gradient.
     np.testing.assert_allclose(one_lines[0]["grad_norm"], four_lines[0]["grad_norm"], rtol=1e-5)
+
+
+def test_glyph_loss_joins_the_total_and_the_gradient(first_run, data_dir, tmp_path):
+    """With `loss.glyph`, batches carry char boxes and `losscls` (weight 0.1) adds to the total and the gradient."""
+    plain, _ = first_run
+    train.train_and_evaluate(_config(data_dir, 2, glyph=True), str(tmp_path / "glyph"))
+    lines, base = _train_lines(tmp_path / "glyph"), _train_lines(plain)
+    assert [d["step"] for d in lines] == [1, 2]
+    for d in lines:
+        assert math.isfinite(d["losscls"]) and d["losscls"] > 0 and d["glyph_boxes"] >= 2
+        want = d["losssem"] + 0.5 * d["lossrfn"] + 0.5 * d["lossrfntri"] + 0.1 * d["losscls"]
+        assert d["total"] == pytest.approx(want, rel=1e-6)
+    # Same data and initial weights as the plain run: the same pixel losses, but the glyph term's gradient.
+    for key in ("losssem", "lossrfn", "lossrfntri"):
+        assert lines[0][key] == pytest.approx(base[0][key], rel=1e-5), key
+    # The untrained classifier is near uniform (losscls ~ ln 37), so its gradient is small: 2e-4 of the norm here,
+    # against the < 1e-5 that differently compiled programs differ by (the 1-vs-4-device test above).
+    assert abs(lines[0]["grad_norm"] - base[0]["grad_norm"]) > 5e-5 * base[0]["grad_norm"]

@@ -33,6 +33,8 @@ CLI (writes an Orbax checkpoint of the eval-mode model's params and batch stats,
     python -m texrnet_jax.convert --arch=hrnet_w48 --input=texrnet_hrnet.pth --output=/tmp/texrnet_hrnet_w48
     python -m texrnet_jax.convert --arch=deeplab_r101 --backbone_only \\
         --input=resnet101_imagenet.pth.base --output=/tmp/init_deeplab_r101
+    python -m texrnet_jax.convert --model=glyph_classifier --arch=glyph_resnet50 \
+        --input=resnet50_textcls.pth --output=/tmp/glyph_resnet50   # for config.loss.glyph_classifier
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ _STATE_TYPES = (nnx.Param, nnx.BatchStat)
 
 def model_config(arch: str, name: str = "texrnet", output_stride: int = 16) -> dict[str, Any]:
     """The `config.model` mapping of an architecture in `ARCHS` (or any registered backbone preset)."""
+    if name == "glyph_classifier":  # arch is a GLYPH_PRESETS name, e.g. glyph_resnet50 (resnet50_textcls.pth)
+        return {"name": name, "backbone": arch, "dtype": "float32"}
     cfg = {"name": name, "backbone": arch, "dtype": "float32", "num_classes": 2}
     if arch.startswith("deeplab"):
         cfg["output_stride"] = output_stride
@@ -372,12 +376,16 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
     p.add_argument("--arch", required=True, help="backbone preset, e.g. " + ", ".join(ARCHS))
     p.add_argument("--input", required=True, help=".pth / .pth.base (needs torch) or .npz state dict")
     p.add_argument("--output", required=True, help="output directory (Orbax checkpoint + model.json)")
-    p.add_argument("--model", default="texrnet", choices=("texrnet", "baseline"))
+    p.add_argument("--model", default="texrnet", choices=("texrnet", "baseline", "glyph_classifier"),
+                   help="glyph_classifier: the frozen classifier of the glyph loss (--arch=glyph_resnet50, "
+                        "--input=resnet50_textcls.pth); use the output as config.loss.glyph_classifier")
     p.add_argument("--output_stride", type=int, default=16, help="DeepLab only")
     p.add_argument("--backbone_only", action="store_true",
                    help="partial ImageNet init: keys without prefix go to the backbone, the rest stays random")
     p.add_argument("--seed", type=int, default=0, help="init seed of the parts the file does not cover")
     args = p.parse_args(argv)
+    if args.backbone_only and args.model == "glyph_classifier":
+        p.error("--backbone_only applies to segmentation models, not --model=glyph_classifier")
     cfg = model_config(args.arch, args.model, args.output_stride)
     sd = read_state_dict(args.input)
     if args.backbone_only:

@@ -69,21 +69,31 @@ def data_source(data_cfg: Mapping[str, Any], split: str):
     return builder.as_data_source(split=split)
 
 
-def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int) -> grain.DatasetIterator:
+def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_char_boxes: int = 0
+                   ) -> grain.DatasetIterator:
     """Infinite iterator of training batches for this process.
 
     Args:
         data_cfg: `config.data`.
         batch_size: examples per batch on this process (global batch / process count).
         seed: shuffle and augmentation seed; the same seed gives the same stream.
+        max_char_boxes: if > 0, batches also carry each crop's character boxes for the glyph loss, padded to
+            this many per image: `char_boxes` `[B, K, 4]` float32, `char_labels` `[B, K]` int32, `char_valid`
+            `[B, K]` bool. The dataset must have the `char_boxes`/`char_labels` features.
 
     Returns:
-        A checkpointable iterator of `{'image': [B, S, S, 3] float32, 'mask': [B, S, S] int32}`.
+        A checkpointable iterator of `{'image': [B, S, S, 3] float32, 'mask': [B, S, S] int32, ...}`.
     """
     source = data_source(data_cfg, data_cfg["train_split"])
+    if max_char_boxes:
+        features = get_builder(data_cfg).info.features
+        if "char_boxes" not in features or "char_labels" not in features:
+            raise ValueError(f"the glyph loss needs character boxes, but dataset {data_cfg['name']!r} has no "
+                             f"char_boxes/char_labels features (set --config.loss.glyph=0)")
     ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
     ds = ds.random_map(preprocessing.TrainAugment(data_cfg["scale_range"], data_cfg["crop_size"],
-                                                  data_cfg["ignore_label"], data_cfg["mean"], data_cfg["std"]))
+                                                  data_cfg["ignore_label"], data_cfg["mean"], data_cfg["std"],
+                                                  max_char_boxes=max_char_boxes))
     # Slice after the (lazy) augmentation: its randomness is keyed by the global index, so every process count
     # sees the same augmented examples; each process still decodes and augments only its own share.
     ds = ds[jax.process_index()::jax.process_count()]

@@ -10,6 +10,11 @@ The training augmentation is the reference's (section 4.2), identical for every 
    sizes never trigger).
 
 No flip, colour jitter or rotation. Only the crop window of the scaled image is ever computed.
+
+With the glyph loss, the examples' character boxes (`char_boxes` `[N, 4]` `[y1, x1, y2, x2]`, exclusive max, and
+`char_labels`) follow the same geometry (`crop_char_boxes`): squared by padding the short side symmetrically,
+scaled with the image, shifted by the crop offset; boxes that leave the crop or have the "other" class are
+dropped and the rest padded to a fixed count.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Sequence
 import grain
 import numpy as np
 
-from texrnet_jax.losses import nearest_indices
+from texrnet_jax.losses import GLYPH_OTHER_CLASS, nearest_indices
 from texrnet_jax.models.layers import linear_taps
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -58,20 +63,30 @@ def resize_crop_mask(mask: np.ndarray, size: tuple[int, int], top: int, left: in
     return mask[np.ix_(ys, xs)]
 
 
-def random_scale_crop(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, scale_range: Sequence[int],
-                      crop_size: int, ignore_label: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reference training augmentation on a normalised float32 image `[H, W, 3]` and mask `[H, W]`.
-
-    Returns:
-        `[crop, crop, 3]` float32 image and `[crop, crop]` int32 mask.
-    """
-    h, w = mask.shape
+def random_geometry(h: int, w: int, rng: np.random.Generator, scale_range: Sequence[int], crop_size: int
+                    ) -> tuple[int, int, int, int]:
+    """Draws the reference's random scale and crop: `(scaled_h, scaled_w, top, left)` of the crop window."""
     short = int(rng.integers(scale_range[0], scale_range[1] + 1))
     nh, nw = scaled_size(h, w, short)
     # Draw the offsets over the padded extent, as a crop of a padded image would.
     ph, pw = max(nh, crop_size), max(nw, crop_size)
     top = int(rng.integers(0, ph - crop_size + 1))
     left = int(rng.integers(0, pw - crop_size + 1))
+    return nh, nw, top, left
+
+
+def random_scale_crop(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, scale_range: Sequence[int],
+                      crop_size: int, ignore_label: int, geometry: tuple[int, int, int, int] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Reference training augmentation on a normalised float32 image `[H, W, 3]` and mask `[H, W]`.
+
+    `geometry` (from `random_geometry`) fixes the scale and crop instead of drawing them from `rng`.
+
+    Returns:
+        `[crop, crop, 3]` float32 image and `[crop, crop]` int32 mask.
+    """
+    h, w = mask.shape
+    nh, nw, top, left = geometry or random_geometry(h, w, rng, scale_range, crop_size)
     ch, cw = min(crop_size, nh - top), min(crop_size, nw - left)
     out_img = np.zeros((crop_size, crop_size, 3), np.float32)
     out_mask = np.full((crop_size, crop_size), ignore_label, np.int32)
@@ -81,18 +96,70 @@ def random_scale_crop(image: np.ndarray, mask: np.ndarray, rng: np.random.Genera
     return out_img, out_mask
 
 
+def square_boxes(boxes: np.ndarray) -> np.ndarray:
+    """`[N, 4]` `[y1, x1, y2, x2]` boxes made square by padding the short side symmetrically (float32)."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    y1, x1, y2, x2 = boxes.T
+    pad = (np.abs((y2 - y1) - (x2 - x1)) / 2).astype(np.float32)
+    taller = (y2 - y1) > (x2 - x1)
+    return np.stack([np.where(taller, y1, y1 - pad), np.where(taller, x1 - pad, x1),
+                     np.where(taller, y2, y2 + pad), np.where(taller, x2 + pad, x2)], axis=1)
+
+
+def crop_char_boxes(boxes: np.ndarray, labels: np.ndarray, src_hw: tuple[int, int],
+                    geometry: tuple[int, int, int, int], crop_size: int, max_boxes: int
+                    ) -> dict[str, np.ndarray]:
+    """Character boxes of an example in the coordinates of its training crop, padded to `max_boxes` rows.
+
+    Args:
+        boxes: `[N, 4]` `[y1, x1, y2, x2]` pixel boxes of the source image (exclusive max, not squared).
+        labels: `[N]` glyph classes (36 = other).
+        src_hw: source image size.
+        geometry: `(scaled_h, scaled_w, top, left)` of the crop (`random_geometry`).
+        crop_size: side of the crop.
+        max_boxes: rows of the output; boxes beyond it (in source order) are dropped.
+
+    Returns:
+        `char_boxes` `[max_boxes, 4]` float32, `char_labels` `[max_boxes]` int32 and `char_valid` `[max_boxes]` bool;
+        padding rows are zero and invalid.
+    """
+    nh, nw, top, left = geometry
+    sq = square_boxes(boxes)
+    labels = np.asarray(labels, np.int32).reshape(-1)
+    scale = np.asarray([nh / src_hw[0], nw / src_hw[1], nh / src_hw[0], nw / src_hw[1]], np.float32)
+    sq = sq * scale - np.asarray([top, left, top, left], np.float32)
+    keep = ((sq[:, 0] >= 0) & (sq[:, 1] >= 0) & (sq[:, 2] <= crop_size) & (sq[:, 3] <= crop_size)
+            & (labels != GLYPH_OTHER_CLASS))
+    sq, labels = sq[keep][:max_boxes], labels[keep][:max_boxes]
+    n = len(labels)
+    out = {"char_boxes": np.zeros((max_boxes, 4), np.float32), "char_labels": np.zeros((max_boxes,), np.int32),
+           "char_valid": np.zeros((max_boxes,), bool)}
+    out["char_boxes"][:n], out["char_labels"][:n], out["char_valid"][:n] = sq, labels, True
+    return out
+
+
 class TrainAugment(grain.transforms.RandomMap):
-    """Decoded TFDS example -> `{'image': [S, S, 3] float32 normalised, 'mask': [S, S] int32}`."""
+    """Decoded TFDS example -> `{'image': [S, S, 3] float32 normalised, 'mask': [S, S] int32}`.
+
+    With `max_char_boxes > 0` the output also has the crop's `char_boxes`, `char_labels`, `char_valid`
+    (`crop_char_boxes`); the example must then carry `char_boxes` and `char_labels`.
+    """
 
     def __init__(self, scale_range: Sequence[int], crop_size: int, ignore_label: int,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, max_char_boxes: int = 0):
         self.scale_range = tuple(int(s) for s in scale_range)
         self.crop_size = int(crop_size)
         self.ignore_label = int(ignore_label)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.max_char_boxes = int(max_char_boxes)
 
     def random_map(self, element, rng: np.random.Generator):
         image = normalize(np.asarray(element["image"]), self.mean, self.std)
         mask = np.asarray(element["mask"])[..., 0]
-        img, msk = random_scale_crop(image, mask, rng, self.scale_range, self.crop_size, self.ignore_label)
-        return {"image": img, "mask": msk}
+        geometry = random_geometry(*mask.shape, rng, self.scale_range, self.crop_size)
+        img, msk = random_scale_crop(image, mask, rng, self.scale_range, self.crop_size, self.ignore_label, geometry)
+        out = {"image": img, "mask": msk}
+        if self.max_char_boxes:
+            out.update(crop_char_boxes(element["char_boxes"], element["char_labels"], mask.shape, geometry,
+                                       self.crop_size, self.max_char_boxes))
+        return out

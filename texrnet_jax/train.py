@@ -35,17 +35,60 @@ def create_model(config) -> tuple[nnx.GraphDef, nnx.GraphDef, Any, Any]:
     return train_def, eval_def, params, rest
 
 
-def make_train_step(train_def: nnx.GraphDef, tx: optax.GradientTransformation, schedule, loss_cfg, ignore_label: int):
-    """The pure update `(state, batch) -> (state, metrics)`."""
+def load_glyph_classifier(loss_cfg, seed: int) -> tuple[nnx.GraphDef, Any] | None:
+    """The frozen classifier of the glyph loss as `(eval graphdef, params and batch stats)`; None if it is off.
+
+    `config.loss.glyph_classifier` is a `python -m texrnet_jax.convert --model=glyph_classifier` directory (the
+    reference's resnet50_textcls.pth), or `random` for an untrained `config.loss.glyph_arch` (smoke runs only).
+    """
+    if not loss_cfg.glyph:
+        return None
+    path = loss_cfg.glyph_classifier
+    if not path:
+        raise ValueError(f"config.loss.glyph={loss_cfg.glyph} needs config.loss.glyph_classifier: convert the "
+                         "reference classifier with python -m texrnet_jax.convert --model=glyph_classifier "
+                         "--arch=glyph_resnet50 --input=resnet50_textcls.pth --output=DIR and pass DIR, or set "
+                         "--config.loss.glyph=0")
+    if path == "random":
+        model_cfg = {"name": "glyph_classifier", "backbone": loss_cfg.glyph_arch}
+        model = build_model(model_cfg, rngs=nnx.Rngs(seed))
+        model.eval()
+        graphdef, state = nnx.split(model, (nnx.Param, nnx.BatchStat))
+        return graphdef, state
+    from texrnet_jax import convert
+
+    if not (pathlib.Path(path) / "model.json").is_file():
+        raise FileNotFoundError(f"config.loss.glyph_classifier={path} is not a converted classifier (no model.json)")
+    model_cfg, state = convert.load_converted(path)
+    if model_cfg.get("name") != "glyph_classifier":
+        raise ValueError(f"config.loss.glyph_classifier={path} holds a {model_cfg.get('name')!r} model, not "
+                         "a glyph_classifier")
+    model = nnx.eval_shape(lambda: build_model(model_cfg, rngs=nnx.Rngs(0)))
+    model.eval()
+    graphdef, _ = nnx.split(model, (nnx.Param, nnx.BatchStat))
+    return graphdef, state
+
+
+def make_train_step(train_def: nnx.GraphDef, tx: optax.GradientTransformation, schedule, loss_cfg, ignore_label: int,
+                    glyph_def: nnx.GraphDef | None = None):
+    """The pure update `(state, batch, glyph_state) -> (state, metrics)`.
+
+    With `glyph_def` (the frozen classifier's graphdef; its weights are the `glyph_state` argument, never
+    updated) the total adds `loss_cfg.glyph * losscls` on the text probability of the semantic logits, and the
+    batch must carry `char_boxes`, `char_labels`, `char_valid` (`[B, K, ...]`, see `input_pipeline`).
+    """
     weights = (loss_cfg.sem, loss_cfg.rfn, loss_cfg.rfntri)
 
-    def train_step(state, batch):
+    def train_step(state, batch, glyph_state=None):
         def loss_fn(params):
             # Fresh Variable objects at this trace level: BatchNorm mutates its statistics inside grad.
             model = nnx.merge(train_def, params, jax.tree.map(lambda x: x, state["rest"]))
             out = model(batch["image"])
             terms = losses.texrnet_losses(out["logit_sem"], out.get("logit_rfn"), batch["mask"], ignore_label,
                                           weights)
+            if glyph_def is not None:
+                terms.update(_glyph_terms(glyph_def, glyph_state, out["logit_sem"], batch))
+                terms["total"] = terms["total"] + loss_cfg.glyph * terms["losscls"]
             _, _, rest = nnx.split(model, nnx.Param, ...)
             return terms["total"], (terms, rest)
 
@@ -57,6 +100,17 @@ def make_train_step(train_def: nnx.GraphDef, tx: optax.GradientTransformation, s
         return new_state, metrics
 
     return train_step
+
+
+def _glyph_terms(glyph_def, glyph_state, logit_sem, batch) -> dict[str, jax.Array]:
+    """`losscls` on the text softmax of the semantic logits (reference `INTRAIN_GETPRED_FROM='sem'`); box count."""
+    classifier = nnx.merge(glyph_def, glyph_state)
+    prob_text = jax.nn.softmax(logit_sem.astype(jnp.float32), axis=-1)[..., 1:2]
+    n, k = batch["char_labels"].shape
+    loss, num_boxes = losses.glyph_loss(
+        classifier, prob_text, batch["char_boxes"].reshape(n * k, 4), jnp.repeat(jnp.arange(n), k),
+        batch["char_labels"].reshape(n * k), batch["char_valid"].reshape(n * k), input_hw=batch["image"].shape[1:3])
+    return {"losscls": loss, "glyph_boxes": num_boxes.astype(jnp.float32)}
 
 
 def check_workdir(workdir: str) -> pathlib.Path:
@@ -96,7 +150,7 @@ class _StopRequest:
 
 
 def _log_line(step: int, scalars: Mapping[str, float]) -> str:
-    keys = ("total", "losssem", "lossrfn", "lossrfntri", "lr", "images_per_sec")
+    keys = ("total", "losssem", "lossrfn", "lossrfntri", "losscls", "lr", "images_per_sec")
     return f"step {step}: " + " ".join(f"{k}={scalars[k]:.4g}" for k in keys if k in scalars)
 
 
@@ -119,7 +173,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     state = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
     state = jax.device_put(state, parallel.replicated(mesh))
 
-    train_iter = input_pipeline.train_iterator(config.data, local_batch, seed=config.seed)
+    glyph = load_glyph_classifier(config.loss, config.seed)
+    train_iter = input_pipeline.train_iterator(config.data, local_batch, seed=config.seed,
+                                               max_char_boxes=config.data.max_char_boxes if glyph else 0)
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.ckpt.every_steps, config.ckpt.max_to_keep)
     latest = ckpt.latest_step()
     if latest is not None:
@@ -132,8 +188,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         print(f"Initialised from {config.init_from}", flush=True)
     start = int(jax.device_get(state["step"]))
 
-    step_fn = jax.jit(make_train_step(train_def, tx, schedule, config.loss, config.data.ignore_label),
+    step_fn = jax.jit(make_train_step(train_def, tx, schedule, config.loss, config.data.ignore_label,
+                                      glyph_def=glyph[0] if glyph else None),
                       donate_argnums=0, out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
+    # The frozen glyph classifier: an argument (not a traced constant), replicated, never donated or updated.
+    glyph_state = jax.device_put(glyph[1], parallel.replicated(mesh)) if glyph else None
     block = parallel.should_block_each_step(mesh)
     num_steps, log_every = config.train.num_steps, config.train.log_every_steps
     bar = tqdm(total=num_steps, initial=start, desc="train", unit="step", disable=not parallel.is_main_process())
@@ -142,7 +201,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     with _StopRequest() as stop:
         while step < num_steps:
             batch = parallel.host_to_global(next(train_iter), mesh)
-            state, metrics = step_fn(state, batch)
+            state, metrics = step_fn(state, batch, glyph_state)
             step += 1
             pending.append(metrics)
             window_images += config.train.global_batch_size
@@ -243,21 +302,21 @@ def load_for_inference(config, workdir: str | pathlib.Path) -> tuple[nnx.GraphDe
         FileNotFoundError: neither a checkpoint in `<workdir>/checkpoints` nor `config.init_from`.
     """
     workdir = pathlib.Path(workdir)
-    _, eval_def, params, rest = create_model(config)
-    mesh = parallel.make_mesh(config.train.num_devices)
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.ckpt.every_steps, config.ckpt.max_to_keep)
     latest = ckpt.latest_step()
+    if latest is None and not config.init_from:  # before building anything
+        ckpt.close()
+        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} and config.init_from is empty")
+    _, eval_def, params, rest = create_model(config)
+    mesh = parallel.make_mesh(config.train.num_devices)
     step = None
     if latest is not None:
         tx, _ = optim.build_optimizer(config.optim, params)
         like = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
         restored = ckpt.restore(latest, jax.device_put(like, parallel.replicated(mesh)), None)
         params, rest, step = restored["params"], restored["rest"], latest
-    elif config.init_from:
-        params, rest = initialize_from(config, params, rest)
     else:
-        ckpt.close()
-        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} and config.init_from is empty")
+        params, rest = initialize_from(config, params, rest)
     ckpt.close()
     return eval_def, (params, rest), step
 

@@ -3,7 +3,9 @@
 `config.model.name` picks the architecture:
 
 * `texrnet`: backbone + TexRNet refinement head (`TexRNet`);
-* `baseline`: backbone + 1x1 classifier conv with bias, no refinement (`Baseline`, the paper's ablation).
+* `baseline`: backbone + 1x1 classifier conv with bias, no refinement (`Baseline`, the paper's ablation);
+* `glyph_classifier`: the frozen character classifier of the glyph loss (`GlyphClassifier`); its `backbone`
+  is a preset of `GLYPH_PRESETS` (`glyph_resnet50`, the reference's; `glyph_tiny` for smoke runs).
 
 `config.model.backbone` picks the backbone preset: `hrnet_w18`, `hrnet_w32`, `hrnet_w48`, `hrnet_small`,
 `hrnet_tiny` (HRNetV2, attribute `hrnet`) or `deeplab_r50`, `deeplab_r101`, `deeplab_tiny` (DeepLabV3+ on a
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from texrnet_jax.models.deeplab import DEEPLAB_PRESETS, deeplab_from_preset
+from texrnet_jax.models.discriminator import GLYPH_PRESETS, GlyphClassifier
 from texrnet_jax.models.hrnet import HRNET_PRESETS, HRNet
 from texrnet_jax.models.texrnet import Baseline, TexRNet
 
@@ -57,7 +60,15 @@ def _baseline(cfg: Mapping[str, Any], *, rngs: nnx.Rngs) -> Baseline:
     return Baseline(backbone, attr, channels, num_classes=cfg.get("num_classes", 2), dtype=dtype, rngs=rngs)
 
 
-MODELS: dict[str, Callable[..., nnx.Module]] = {"texrnet": _texrnet, "baseline": _baseline}
+def _glyph_classifier(cfg: Mapping[str, Any], *, rngs: nnx.Rngs) -> GlyphClassifier:
+    name = cfg["backbone"]
+    if name not in GLYPH_PRESETS:
+        raise ValueError(f"unknown glyph classifier {name!r}; choose one of {sorted(GLYPH_PRESETS)}")
+    return GlyphClassifier(GLYPH_PRESETS[name], dtype=jnp.dtype(cfg.get("dtype", "float32")), rngs=rngs)
+
+
+MODELS: dict[str, Callable[..., nnx.Module]] = {"texrnet": _texrnet, "baseline": _baseline,
+                                               "glyph_classifier": _glyph_classifier}
 
 
 def build_model(model_cfg: Mapping[str, Any], *, rngs: nnx.Rngs) -> nnx.Module:

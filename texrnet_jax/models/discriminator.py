@@ -21,6 +21,12 @@ from texrnet_jax.models.resnet import ResNet, ResNetSpec
 GLYPH_CLASSES = 37
 # The reference classifier: torchvision ResNet-50 block counts and widths, 1-channel stem.
 GLYPH_RESNET50 = ResNetSpec(blocks=(3, 4, 6, 3), in_channels=1)
+# `config.loss.glyph_arch` presets. `glyph_tiny` (one narrow block per layer) is for smoke runs and tests only:
+# it has no trained weights, so its loss carries no glyph knowledge.
+GLYPH_PRESETS = {
+    "glyph_resnet50": GLYPH_RESNET50,
+    "glyph_tiny": ResNetSpec(blocks=(1, 1, 1, 1), widths=(8, 16, 16, 32), stem_channels=8, in_channels=1),
+}
 
 
 class ClsHead(nnx.Module):
