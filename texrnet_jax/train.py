@@ -139,7 +139,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     bar = tqdm(total=num_steps, initial=start, desc="train", unit="step", disable=not parallel.is_main_process())
     pending: list[dict[str, jax.Array]] = []
     window_start, window_images, step = time.perf_counter(), 0, start
-    with _StopRequest() as stop:
+    # Leaving `ckpt` waits for its asynchronous saves on every path: the end, SIGTERM and errors.
+    with _StopRequest() as stop, ckpt:
         while step < num_steps:
             batch = parallel.host_to_global(next(train_iter), mesh)
             state, metrics = step_fn(state, batch)
@@ -173,7 +174,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 writer.close()
                 return {}
     bar.close()
-    ckpt.close()
     writer.flush()
     result = run_evaluation(config, eval_def, (state["params"], state["rest"]), workdir, step)
     # Tensorboard only: metrics.jsonl keeps exactly one line per logged training step.
