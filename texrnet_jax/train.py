@@ -117,7 +117,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     train_def, eval_def, params, rest = create_model(config)
     tx, schedule = optim.build_optimizer(config.optim, params)
     state = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
-    state = jax.device_put(state, parallel.replicated(mesh))
+    state_sharding = parallel.state_shardings(state, mesh, config.train.fsdp)
+    state = jax.device_put(state, state_sharding)
+    if config.train.fsdp and parallel.is_main_process():
+        full = sum(x.nbytes for x in jax.tree.leaves((state["params"], state["opt_state"])))
+        print(f"FSDP over {mesh.devices.size} devices: parameters + optimizer state {full / 2**20:.2f} MiB -> "
+              f"{parallel.per_device_nbytes((state['params'], state['opt_state'])) / 2**20:.2f} MiB per device",
+              flush=True)
 
     train_iter = input_pipeline.train_iterator(config.data, local_batch, seed=config.seed)
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.ckpt.every_steps, config.ckpt.max_to_keep)
@@ -128,12 +134,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         print(f"Resuming from checkpoint at step {latest} in {workdir / 'checkpoints'}", flush=True)
     elif config.init_from:
         params, rest = initialize_from(config, state["params"], state["rest"])
-        state = jax.device_put({**state, "params": params, "rest": rest}, parallel.replicated(mesh))
+        state = jax.device_put({**state, "params": params, "rest": rest}, state_sharding)
         print(f"Initialised from {config.init_from}", flush=True)
     start = int(jax.device_get(state["step"]))
 
     step_fn = jax.jit(make_train_step(train_def, tx, schedule, config.loss, config.data.ignore_label),
-                      donate_argnums=0, out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
+                      donate_argnums=0, out_shardings=(state_sharding, parallel.replicated(mesh)))
     block = parallel.should_block_each_step(mesh)
     num_steps, log_every = config.train.num_steps, config.train.log_every_steps
     bar = tqdm(total=num_steps, initial=start, desc="train", unit="step", disable=not parallel.is_main_process())
