@@ -49,6 +49,10 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def should_save(self, step: int) -> bool:
+        """Whether `save(step, ...)` without `force` would save (interval or preemption sync point)."""
+        return self.manager.should_save(step)
+
     def save(self, step: int, state: Any, data_iter: Any, force: bool = False) -> bool:
         """Saves (if the interval says so, or `force`); returns whether a save started."""
         args = {"state": ocp.args.StandardSave(state)}

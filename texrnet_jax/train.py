@@ -95,6 +95,35 @@ class _StopRequest:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.asarray([jnp.isfinite(x).all() for x in leaves]))
+
+
+def check_finite(metrics: list[Mapping[str, Any]], step: int, state: Any, ckpt: checkpoint.Checkpointer) -> None:
+    """Raises FloatingPointError (one line) if a loss in `metrics` or a float in `state` is not finite.
+
+    Args:
+        metrics: host metrics of the steps `step - len(metrics) + 1 ... step`, oldest first.
+        step: the step just taken.
+        state: the train state after `step` (None: check only the losses).
+        ckpt: names the last good checkpoint in the message (after its pending saves finish).
+    """
+    totals = [float(m["total"]) for m in metrics]
+    bad = [i for i, t in enumerate(totals) if not np.isfinite(t)]
+    if bad:
+        problem = f"non-finite loss {totals[bad[0]]} at step {step - len(totals) + 1 + bad[0]}"
+    elif state is not None and not bool(_all_finite(state)):
+        problem = f"non-finite parameters or optimizer state after step {step}"
+    else:
+        return
+    ckpt.wait()
+    latest = ckpt.latest_step()
+    good = f"the last good checkpoint is step {latest}" if latest is not None else "no checkpoint was written"
+    raise FloatingPointError(f"{problem}; {good} in {ckpt.directory}")
+
+
 def _log_line(step: int, scalars: Mapping[str, float]) -> str:
     keys = ("total", "losssem", "lossrfn", "lossrfntri", "lr", "images_per_sec")
     return f"step {step}: " + " ".join(f"{k}={scalars[k]:.4g}" for k in keys if k in scalars)
@@ -161,17 +190,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 scalars.update(loss=scalars["total"], trimap_empty_count=float(sum(m["trimap_empty"] for m in host)),
                                valid_empty_count=float(sum(m["valid_empty"] for m in host)))
                 pending = []
-                if not np.isfinite(scalars["total"]):
-                    ckpt.wait()
-                    raise FloatingPointError(f"non-finite loss {scalars['total']} at step {step}; the last good "
-                                             f"checkpoint is step {ckpt.latest_step()} in {workdir / 'checkpoints'}")
+                check_finite(host, step, None, ckpt)
                 elapsed = time.perf_counter() - window_start
                 scalars["images_per_sec"] = window_images / max(elapsed, 1e-9)
                 writer.write_scalars(step, scalars)
                 bar.set_postfix(loss=f"{scalars['total']:.4f}", img_s=f"{scalars['images_per_sec']:.1f}")
                 logging.info(_log_line(step, scalars))
                 window_start, window_images = time.perf_counter(), 0
-            ckpt.save(step, state, train_iter, force=step == num_steps or stop.requested)
+            force = step == num_steps or stop.requested
+            if force or ckpt.should_save(step):
+                # Never checkpoint a non-finite state: losses not logged yet and the updated state are checked first.
+                check_finite(jax.device_get(pending), step, state, ckpt)
+                ckpt.save(step, state, train_iter, force=True)
             bar.update(1)
             if stop.requested:
                 ckpt.wait()
