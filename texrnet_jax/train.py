@@ -206,7 +206,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
             if stop.requested:
                 ckpt.wait()
                 bar.close()
-                print(f"SIGTERM: saved checkpoint at step {step}; rerun the same command to resume.", flush=True)
+                print(f"SIGTERM: saved a checkpoint and stopped at step {step}; rerun the same command to resume.",
+                      flush=True)
                 writer.close()
                 return {}
     bar.close()
