@@ -83,7 +83,7 @@ def main(argv):
             from texrnet_jax import predict
 
             sys.exit(predict.predict_from_config(config, _WORKDIR.value))
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
         if "\n" in str(e) or len(str(e)) > 500:
             raise
         _fail(str(e))

@@ -112,6 +112,9 @@ def get_base_config() -> ml_collections.ConfigDict:
         num_steps=20500,
         global_batch_size=20,
         num_devices=0,  # 0 = every device; otherwise the first N (for comparisons and debugging)
+        # Shard parameters and optimizer state over the `data` axis (FSDP; parallel.state_shardings): about 1/N of
+        # their memory per device, for all-gathers of the parameters and reduce-scatters of gradients every step.
+        fsdp=False,
         log_every_steps=20,
     ))
     c.eval = ml_collections.ConfigDict(dict(

@@ -39,3 +39,21 @@ def fast_compile():
     jax.config.update("jax_disable_most_optimizations", True)
     yield
     jax.config.update("jax_disable_most_optimizations", previous)
+
+
+@pytest.fixture(scope="module")
+def fast_compile_cached(tmp_path_factory):
+    """`fast_compile` plus a persistent compilation cache, so several in-process runs of a module share programs."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    options = {"jax_disable_most_optimizations": True, "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("xla")),
+               "jax_persistent_cache_min_compile_time_secs": 0.0, "jax_persistent_cache_min_entry_size_bytes": -1}
+    previous = {name: jax.config.values[name] for name in options}
+    for name, value in options.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+    yield
+    for name, value in previous.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -102,3 +103,17 @@ def test_max_to_keep_interval_and_latest_step(tmp_path):
     assert ckpt.manager.all_steps() == [6, 7]
     assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [6, 7]
     ckpt.close()
+
+
+def test_leaving_the_context_waits_for_asynchronous_saves_even_on_errors(tmp_path):
+    state = _state(parallel.make_mesh(), seed=3)
+    with pytest.raises(RuntimeError, match="boom"):
+        with checkpoint.Checkpointer(tmp_path, every_steps=1, max_to_keep=1) as ckpt:
+            assert ckpt.save(1, state, _iterator(), force=True)
+            raise RuntimeError("boom")
+    # Finished: Orbax writes into a temporary directory and renames it to the step when the save is complete.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]
+    reopened = checkpoint.Checkpointer(tmp_path, every_steps=1, max_to_keep=1)
+    assert reopened.latest_step() == 1
+    _assert_trees_identical(reopened.restore(1, _state(parallel.make_mesh(), seed=4), None), state)
+    reopened.close()

@@ -22,7 +22,10 @@ def abstract_like(state: Any) -> Any:
 class Checkpointer:
     """`ocp.CheckpointManager` over `<workdir>/checkpoints`: saves every `every_steps`, keeps `max_to_keep`.
 
+    Use it as a context manager (or call `close()`) so pending asynchronous saves finish before the process exits.
+
     Attributes:
+        directory: the absolute checkpoint directory.
         manager: the Orbax manager (async saves; `wait()` before exiting).
     """
 
@@ -34,10 +37,21 @@ class Checkpointer:
         ])
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, save_decision_policy=policy, create=True,
                                                enable_async_checkpointing=True)
-        self.manager = ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
+        self.directory = pathlib.Path(directory).absolute()
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
+
+    def should_save(self, step: int) -> bool:
+        """Whether `save(step, ...)` without `force` would save (interval or preemption sync point)."""
+        return self.manager.should_save(step)
 
     def save(self, step: int, state: Any, data_iter: Any, force: bool = False) -> bool:
         """Saves (if the interval says so, or `force`); returns whether a save started."""
@@ -57,5 +71,6 @@ class Checkpointer:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
+        """Waits for pending asynchronous saves, then releases the manager (safe to call again)."""
         self.manager.wait_until_finished()
         self.manager.close()

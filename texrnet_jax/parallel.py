@@ -2,12 +2,15 @@
 
 Data parallelism is `jax.jit` over a mesh: state replicated (`P()`), batches split on `data`
 (`P('data')`). BatchNorm statistics inside the jitted step are then global over the whole batch.
+With `config.train.fsdp`, parameters and optimizer state are sharded over `data` too (`state_shardings`).
 Nothing else in the project calls `jax.devices()`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -35,6 +38,62 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P("data"))
 
 
+# Arrays below this many elements (16 KiB in float32: biases, BatchNorm scales, small kernels) stay replicated:
+# sharding them saves little memory and adds a collective each per step.
+FSDP_MIN_SIZE = 4096
+
+
+def fsdp_spec(shape: Sequence[int], axis_size: int, min_size: int = FSDP_MIN_SIZE) -> P:
+    """The FSDP partitioning of one array: its largest dimension divisible by `axis_size`, split on `data`.
+
+    Ties go to the last such dimension (a conv kernel's output channels). Arrays smaller than `min_size`
+    elements, arrays with no divisible dimension, scalars, and any array on a 1-device axis get `P()`.
+
+    Args:
+        shape: the array's shape.
+        axis_size: the size of the mesh's `data` axis.
+        min_size: arrays with fewer elements stay replicated.
+
+    Returns:
+        `P()` or `P(None, ..., None, 'data')` with `'data'` at the chosen dimension.
+    """
+    if axis_size <= 1 or math.prod(shape) < min_size:
+        return P()
+    divisible = [i for i, d in enumerate(shape) if d % axis_size == 0]
+    if not divisible:
+        return P()
+    dim = max(divisible, key=lambda i: (shape[i], i))
+    return P(*([None] * dim), "data")
+
+
+def state_shardings(state: Mapping[str, Any], mesh: Mesh, fsdp: bool) -> dict[str, Any]:
+    """Per-leaf shardings of the train state `{'params', 'rest', 'opt_state', 'step'}` (arrays or ShapeDtypeStructs).
+
+    Without `fsdp` everything is replicated (plain data parallelism). With `fsdp`, `params` and `opt_state`
+    leaves follow `fsdp_spec`, so an optimizer moment is split like its parameter; `rest` (BatchNorm
+    statistics, RNG state) and `step` stay replicated.
+
+    What FSDP saves and costs: each device holds about 1/n of every sharded parameter, its gradient and its
+    optimizer state instead of all of it (n = devices), which is what bounds model size under data parallelism.
+    In exchange, XLA all-gathers each sharded parameter before it is used in the forward and backward passes
+    and reduce-scatters its gradient (instead of all-reducing it), every step; activations are not reduced.
+    Evaluation and `to_local_replicated` all-gather the parameters once. Numerics match the replicated run up
+    to reduction order.
+    """
+    rep = replicated(mesh)
+    out = {k: jax.tree.map(lambda _: rep, v) for k, v in state.items()}
+    if fsdp:
+        n = mesh.shape["data"]
+        for key in ("params", "opt_state"):
+            out[key] = jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(x.shape, n)), state[key])
+    return out
+
+
+def per_device_nbytes(tree: Any) -> int:
+    """Bytes of the jax arrays in `tree` held on one device (the first addressable shard of each array)."""
+    return sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(tree) if isinstance(x, jax.Array))
+
+
 def per_process_batch(global_batch_size: int, mesh: Mesh, field: str = "config.train.global_batch_size") -> int:
     """The batch each process loads; raises a one-line error unless it splits evenly over devices."""
     n = mesh.devices.size
@@ -58,7 +117,6 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
-
 def concat_across_processes(x: np.ndarray) -> np.ndarray:
     """Concatenates per-process host arrays of different lengths along axis 0 (identity in one process)."""
     if jax.process_count() == 1:
@@ -78,7 +136,13 @@ def local_mesh() -> Mesh:
 
 
 def to_local_replicated(tree, mesh: Mesh):
-    """Copies a replicated global pytree onto `mesh` (this process's devices), replicated."""
+    """Copies a global pytree onto `mesh` (this process's devices), replicated.
+
+    Arrays sharded over a global mesh (FSDP) are all-gathered there first; every process must then call this.
+    """
+    sharded = [x for x in jax.tree.leaves(tree) if isinstance(x, jax.Array) and not x.is_fully_replicated]
+    if sharded:
+        tree = jax.jit(lambda t: t, out_shardings=replicated(sharded[0].sharding.mesh))(tree)
     sharding = replicated(mesh)
     return jax.tree.map(lambda x: jax.device_put(x.addressable_data(0) if isinstance(x, jax.Array) else x,
                                                  sharding), tree)

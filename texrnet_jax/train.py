@@ -149,6 +149,35 @@ class _StopRequest:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.asarray([jnp.isfinite(x).all() for x in leaves]))
+
+
+def check_finite(metrics: list[Mapping[str, Any]], step: int, state: Any, ckpt: checkpoint.Checkpointer) -> None:
+    """Raises FloatingPointError (one line) if a loss in `metrics` or a float in `state` is not finite.
+
+    Args:
+        metrics: host metrics of the steps `step - len(metrics) + 1 ... step`, oldest first.
+        step: the step just taken.
+        state: the train state after `step` (None: check only the losses).
+        ckpt: names the last good checkpoint in the message (after its pending saves finish).
+    """
+    totals = [float(m["total"]) for m in metrics]
+    bad = [i for i, t in enumerate(totals) if not np.isfinite(t)]
+    if bad:
+        problem = f"non-finite loss {totals[bad[0]]} at step {step - len(totals) + 1 + bad[0]}"
+    elif state is not None and not bool(_all_finite(state)):
+        problem = f"non-finite parameters or optimizer state after step {step}"
+    else:
+        return
+    ckpt.wait()
+    latest = ckpt.latest_step()
+    good = f"the last good checkpoint is step {latest}" if latest is not None else "no checkpoint was written"
+    raise FloatingPointError(f"{problem}; {good} in {ckpt.directory}")
+
+
 def _log_line(step: int, scalars: Mapping[str, float]) -> str:
     keys = ("total", "losssem", "lossrfn", "lossrfntri", "losscls", "lr", "images_per_sec")
     return f"step {step}: " + " ".join(f"{k}={scalars[k]:.4g}" for k in keys if k in scalars)
@@ -171,7 +200,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     train_def, eval_def, params, rest = create_model(config)
     tx, schedule = optim.build_optimizer(config.optim, params)
     state = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
-    state = jax.device_put(state, parallel.replicated(mesh))
+    state_sharding = parallel.state_shardings(state, mesh, config.train.fsdp)
+    state = jax.device_put(state, state_sharding)
+    if config.train.fsdp and parallel.is_main_process():
+        full = sum(x.nbytes for x in jax.tree.leaves((state["params"], state["opt_state"])))
+        print(f"FSDP over {mesh.devices.size} devices: parameters + optimizer state {full / 2**20:.2f} MiB -> "
+              f"{parallel.per_device_nbytes((state['params'], state['opt_state'])) / 2**20:.2f} MiB per device",
+              flush=True)
 
     glyph = load_glyph_classifier(config.loss, config.seed)
     train_iter = input_pipeline.train_iterator(config.data, local_batch, seed=config.seed,
@@ -184,13 +219,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         print(f"Resuming from checkpoint at step {latest} in {workdir / 'checkpoints'}", flush=True)
     elif config.init_from:
         params, rest = initialize_from(config, state["params"], state["rest"])
-        state = jax.device_put({**state, "params": params, "rest": rest}, parallel.replicated(mesh))
+        state = jax.device_put({**state, "params": params, "rest": rest}, state_sharding)
         print(f"Initialised from {config.init_from}", flush=True)
     start = int(jax.device_get(state["step"]))
 
     step_fn = jax.jit(make_train_step(train_def, tx, schedule, config.loss, config.data.ignore_label,
                                       glyph_def=glyph[0] if glyph else None),
-                      donate_argnums=0, out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
+                      donate_argnums=0, out_shardings=(state_sharding, parallel.replicated(mesh)))
     # The frozen glyph classifier: an argument (not a traced constant), replicated, never donated or updated.
     glyph_state = jax.device_put(glyph[1], parallel.replicated(mesh)) if glyph else None
     block = parallel.should_block_each_step(mesh)
@@ -198,7 +233,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     bar = tqdm(total=num_steps, initial=start, desc="train", unit="step", disable=not parallel.is_main_process())
     pending: list[dict[str, jax.Array]] = []
     window_start, window_images, step = time.perf_counter(), 0, start
-    with _StopRequest() as stop:
+    # Leaving `ckpt` waits for its asynchronous saves on every path: the end, SIGTERM and errors.
+    with _StopRequest() as stop, ckpt:
         while step < num_steps:
             batch = parallel.host_to_global(next(train_iter), mesh)
             state, metrics = step_fn(state, batch, glyph_state)
@@ -213,26 +249,27 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 scalars.update(loss=scalars["total"], trimap_empty_count=float(sum(m["trimap_empty"] for m in host)),
                                valid_empty_count=float(sum(m["valid_empty"] for m in host)))
                 pending = []
-                if not np.isfinite(scalars["total"]):
-                    ckpt.wait()
-                    raise FloatingPointError(f"non-finite loss {scalars['total']} at step {step}; the last good "
-                                             f"checkpoint is step {ckpt.latest_step()} in {workdir / 'checkpoints'}")
+                check_finite(host, step, None, ckpt)
                 elapsed = time.perf_counter() - window_start
                 scalars["images_per_sec"] = window_images / max(elapsed, 1e-9)
                 writer.write_scalars(step, scalars)
                 bar.set_postfix(loss=f"{scalars['total']:.4f}", img_s=f"{scalars['images_per_sec']:.1f}")
                 logging.info(_log_line(step, scalars))
                 window_start, window_images = time.perf_counter(), 0
-            ckpt.save(step, state, train_iter, force=step == num_steps or stop.requested)
+            force = step == num_steps or stop.requested
+            if force or ckpt.should_save(step):
+                # Never checkpoint a non-finite state: losses not logged yet and the updated state are checked first.
+                check_finite(jax.device_get(pending), step, state, ckpt)
+                ckpt.save(step, state, train_iter, force=True)
             bar.update(1)
             if stop.requested:
                 ckpt.wait()
                 bar.close()
-                print(f"SIGTERM: saved checkpoint at step {step}; rerun the same command to resume.", flush=True)
+                print(f"SIGTERM: saved a checkpoint and stopped at step {step}; rerun the same command to resume.",
+                      flush=True)
                 writer.close()
                 return {}
     bar.close()
-    ckpt.close()
     writer.flush()
     result = run_evaluation(config, eval_def, (state["params"], state["rest"]), workdir, step)
     # Tensorboard only: metrics.jsonl keeps exactly one line per logged training step.
