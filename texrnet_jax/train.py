@@ -7,6 +7,7 @@ step is compiled once with donated state, replicated state and a batch split ove
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import signal
 import time
@@ -233,8 +234,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     bar = tqdm(total=num_steps, initial=start, desc="train", unit="step", disable=not parallel.is_main_process())
     pending: list[dict[str, jax.Array]] = []
     window_start, window_images, step = time.perf_counter(), 0, start
-    # Leaving `ckpt` waits for its asynchronous saves on every path: the end, SIGTERM and errors.
-    with _StopRequest() as stop, ckpt:
+    # Leaving `ckpt` waits for its asynchronous saves on every path: the end, SIGTERM and errors. Closing the bar
+    # ends its line, so that an error message starts on a line of its own.
+    with _StopRequest() as stop, ckpt, contextlib.closing(bar):
         while step < num_steps:
             batch = parallel.host_to_global(next(train_iter), mesh)
             state, metrics = step_fn(state, batch, glyph_state)
