@@ -1,9 +1,13 @@
-"""Pure numpy/PIL renderer of synthetic scene-text images with exact text masks.
+"""Pure numpy/PIL renderer of synthetic scene-text images with exact text masks: the random scene.
 
-No TFDS and no TensorFlow here: the builder in `synth_text_dataset_builder.py` only wraps
-`render_sample`. Every asset comes from pip packages: fonts are Pillow's built-in scalable font and the
-TTFs in matplotlib's `mpl-data/fonts/ttf/`; photos and textures come from `mpl-data/sample_data/`
-(found with `matplotlib.get_data_path()`, which does not import pyplot).
+No TFDS and no TensorFlow here: the builder in `synth_text_dataset_builder.py` only wraps `render_sample`.
+This module samples the scene (text blocks, their words, sizes, colours and placement) and holds the public
+entry points; the work is split over sibling modules:
+
+  assets.py       fonts (`FONTS`, `load_font`), photos, height fields and a sprite, all from pip packages
+                  (Pillow's built-in font, matplotlib's `mpl-data`; pyplot is never imported).
+  backgrounds.py  `random_background`: text-free procedural and photo backgrounds.
+  raster.py       `TextBlock`, `Sample`, `compose`, `coverage_to_mask`, `glyph_class`, the mask thresholds.
 
 How an image is made (`render_sample`):
   1. A background (`random_background`): flat, gradients, smooth noise, stripes/checks/dots, photo crops,
@@ -17,42 +21,59 @@ How an image is made (`render_sample`):
      (as TextSeg maps 'word-effect' to background).
   4. `coverage_to_mask`: coverage >= `FG_THRESHOLD` -> 1, coverage <= `BG_THRESHOLD` -> 0, anything in
      between -> 255 (ignore). Character boxes are the extents of each character's non-zero mask pixels.
+
+The names that the builder, its README and tests use (`render.TextBlock`, `render.compose`, ...) are
+re-exported here (`__all__`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import gzip
 import math
-import pathlib
 import string
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageFilter, ImageFont
 
-# Coverage thresholds of the canonical mask encoding (see README.md): a pixel is text when at least 75% of
-# its area shows text fill, background when at most 25% does, and ignored in between.
-FG_THRESHOLD = 0.75
-BG_THRESHOLD = 0.25
-IGNORE_VALUE = 255
-# Glyph-classifier class for anything that is not a digit or an ASCII letter (TexRNet drops these boxes).
-OTHER_CLASS = 36
+from tfds_builders.synth_text.assets import FONTS, PILLOW_DEFAULT, load_font
+from tfds_builders.synth_text.backgrounds import luminance, random_background
+from tfds_builders.synth_text.raster import (
+    BG_THRESHOLD,
+    FG_THRESHOLD,
+    IGNORE_VALUE,
+    OTHER_CLASS,
+    Outline,
+    Sample,
+    Shadow,
+    TextBlock,
+    block_extent,
+    compose,
+    coverage_to_mask,
+    glyph_class,
+    line_width,
+)
+
+__all__ = [
+    "BG_THRESHOLD",
+    "FG_THRESHOLD",
+    "FONTS",
+    "IGNORE_VALUE",
+    "OTHER_CLASS",
+    "PILLOW_DEFAULT",
+    "SPLIT_CODES",
+    "Outline",
+    "RenderConfig",
+    "Sample",
+    "Shadow",
+    "TextBlock",
+    "compose",
+    "coverage_to_mask",
+    "example_rng",
+    "glyph_class",
+    "render_sample",
+]
+
 SPLIT_CODES = {"train": 0, "test": 1}
-PILLOW_DEFAULT = "pillow-default"
-
-# OT1-encoded Computer Modern fonts draw other glyphs (inverted marks, dashes) at some ASCII code points.
-_CM_PUNCT = "!#%&'()*+,-./:;=?@[]"
-_DEJAVU = [f"DejaVu{fam}{sty}.ttf" for fam in ("Sans", "SansMono") for sty in ("", "-Bold", "-Oblique", "-BoldOblique")]
-_DEJAVU += [f"DejaVuSerif{sty}.ttf" for sty in ("", "-Bold", "-Italic", "-BoldItalic")]
-_STIX = [f"STIXGeneral{sty}.ttf" for sty in ("", "Bol", "Italic", "BolIta")]
-# Font name -> punctuation that the font draws as the ASCII character it stands for.
-FONTS: dict[str, str] = {
-    PILLOW_DEFAULT: string.punctuation,
-    **{name: string.punctuation for name in _DEJAVU + _STIX + ["cmtt10.ttf"]},
-    **{name: _CM_PUNCT for name in ("cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf")},
-    "cmmi10.ttf": "",  # math italic: letters and (old-style) digits only
-}
 # Letters drawn with English frequencies so words look plausible, digits and case are mixed in separately.
 _LETTERS = "etaoinshrdlcumwfgypbvkjxqz"
 _LETTER_P = np.array(
@@ -92,513 +113,9 @@ class RenderConfig:
     bg_threshold: float = BG_THRESHOLD
 
 
-@dataclasses.dataclass(frozen=True)
-class Outline:
-    """A stroke around the glyphs, drawn below the fill. Attributes: width (px), color (RGB 0..255)."""
-
-    width: int
-    color: tuple[float, float, float]
-
-
-@dataclasses.dataclass(frozen=True)
-class Shadow:
-    """A drop shadow of fill plus outline.
-
-    Attributes:
-      offset: (dy, dx) in block pixels before rotation.
-      blur: Gaussian blur radius in pixels (0 for a hard shadow).
-      color: RGB 0..255.
-      opacity: 0..1.
-    """
-
-    offset: tuple[int, int]
-    blur: float
-    color: tuple[float, float, float]
-    opacity: float = 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class TextBlock:
-    """One paragraph in one font, placed by an affine map (stretch, shear, rotation) around its centre.
-
-    Attributes:
-      lines: text lines, top to bottom.
-      font: a key of `FONTS`.
-      size: font size in pixels.
-      center: (y, x) of the block centre in image pixels.
-      color: fill colour, RGB 0..255.
-      angle: counter-clockwise rotation in degrees.
-      color2: if set, the fill is a linear gradient from `color` to `color2` along `gradient_angle`.
-      gradient_angle: gradient direction in degrees (image frame).
-      outline: optional `Outline`.
-      shadow: optional `Shadow`.
-      align: 'left', 'center' or 'right'.
-      line_spacing: line pitch as a multiple of ascent + descent.
-      tracking: extra pixels between characters.
-      stretch: horizontal scale before rotation.
-      shear: x shift per pixel of y before rotation (faux italic).
-    """
-
-    lines: tuple[str, ...]
-    font: str
-    size: int
-    center: tuple[float, float]
-    color: tuple[float, float, float]
-    angle: float = 0.0
-    color2: tuple[float, float, float] | None = None
-    gradient_angle: float = 0.0
-    outline: Outline | None = None
-    shadow: Shadow | None = None
-    align: str = "left"
-    line_spacing: float = 1.0
-    tracking: float = 0.0
-    stretch: float = 1.0
-    shear: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Sample:
-    """One rendered example.
-
-    Attributes:
-      image: [H, W, 3] uint8 RGB.
-      mask: [H, W] uint8, 0 background, 1 text, 255 ignore.
-      coverage: [H, W] float32, fraction of each pixel that shows text fill.
-      char_boxes: [N, 4] float32 [y1, x1, y2, x2], inclusive-exclusive pixel bounds.
-      char_labels: [N] int32 glyph classes (see `glyph_class`).
-      chars: the N characters, in box order.
-      text: all words of all blocks joined by single spaces.
-    """
-
-    image: np.ndarray
-    mask: np.ndarray
-    coverage: np.ndarray
-    char_boxes: np.ndarray
-    char_labels: np.ndarray
-    chars: str
-    text: str
-
-
-def glyph_class(ch: str) -> int:
-    """TexRNet glyph-classifier class: digits 0..9, letters a-z (any case) 10..35, anything else 36."""
-    if "0" <= ch <= "9":
-        return ord(ch) - ord("0")
-    if "a" <= ch.lower() <= "z" and ch.isascii():
-        return 10 + ord(ch.lower()) - ord("a")
-    return OTHER_CLASS
-
-
 def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator of one example: independent of every other example, so any one can be re-rendered."""
     return np.random.default_rng(np.random.SeedSequence([seed, SPLIT_CODES[split], index]))
-
-
-def coverage_to_mask(
-    coverage: np.ndarray, fg_threshold: float = FG_THRESHOLD, bg_threshold: float = BG_THRESHOLD
-) -> np.ndarray:
-    """Maps fill coverage [H, W] in 0..1 to the canonical uint8 mask {0, 1, 255}."""
-    mask = np.full(coverage.shape, IGNORE_VALUE, np.uint8)
-    mask[coverage >= fg_threshold] = 1
-    mask[coverage <= bg_threshold] = 0
-    return mask
-
-
-@functools.cache
-def _mpl_data() -> pathlib.Path:
-    import matplotlib  # lazy: only the data path is needed (importing pyplot would start a backend)
-
-    return pathlib.Path(matplotlib.get_data_path())
-
-
-@functools.lru_cache(maxsize=2048)
-def load_font(name: str, size: int) -> ImageFont.FreeTypeFont:
-    """A font of `FONTS` at `size` px; the basic layout engine keeps results independent of libraqm."""
-    if name == PILLOW_DEFAULT:
-        return ImageFont.load_default(size=size)
-    return ImageFont.truetype(str(_mpl_data() / "fonts" / "ttf" / name), size, layout_engine=ImageFont.Layout.BASIC)
-
-
-@functools.cache
-def photos() -> tuple[np.ndarray, ...]:
-    """Natural images shipped with matplotlib: [H, W, 3] uint8 (the MRI slice is grey)."""
-    sample = _mpl_data() / "sample_data"
-    hopper = np.asarray(Image.open(sample / "grace_hopper.jpg").convert("RGB"))
-    mri = np.frombuffer(gzip.decompress((sample / "s1045.ima.gz").read_bytes()), np.uint16).reshape(256, 256)
-    mri = (mri.astype(np.float32) * (255.0 / max(1, int(mri.max())))).astype(np.uint8)
-    return hopper, np.repeat(mri[..., None], 3, axis=-1)
-
-
-@functools.cache
-def height_fields() -> tuple[np.ndarray, ...]:
-    """Terrain grids shipped with matplotlib, scaled to 0..1 float32; coloured by a random ramp later."""
-    sample = _mpl_data() / "sample_data"
-    fields = [np.load(sample / "jacksboro_fault_dem.npz")["elevation"], np.load(sample / "topobathy.npz")["topo"]]
-    out = []
-    for f in fields:
-        f = np.asarray(f, np.float32)
-        out.append((f - f.min()) / max(1e-6, float(f.max() - f.min())))
-    return tuple(out)
-
-
-@functools.cache
-def sprite() -> np.ndarray:
-    """An RGBA clip-art object without text (a gift box), pasted onto some backgrounds."""
-    return np.asarray(Image.open(_mpl_data() / "sample_data" / "Minduka_Present_Blue_Pack.png").convert("RGBA"))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Backgrounds: float32 [H, W, 3] in 0..255.
-
-
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma of RGB values [..., 3] in 0..255."""
-    rgb = np.asarray(rgb, np.float32)
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-
-
-def _ramp(values: np.ndarray, colors: np.ndarray) -> np.ndarray:
-    """Maps values [H, W] in 0..1 through a piecewise-linear colour ramp [K, 3]."""
-    stops = np.linspace(0.0, 1.0, len(colors))
-    return np.stack([np.interp(values, stops, colors[:, c]) for c in range(3)], axis=-1).astype(np.float32)
-
-
-def _smooth_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Fractal value noise [h, w] in 0..1: bicubic-upsampled random grids of doubling resolution."""
-    total = np.zeros((h, w), np.float32)
-    cells, amp = int(rng.integers(2, 6)), 1.0
-    for _ in range(int(rng.integers(1, 5))):
-        grid = Image.fromarray(rng.random((cells, cells), dtype=np.float32), "F")
-        total += amp * np.asarray(grid.resize((w, h), Image.Resampling.BICUBIC))
-        cells, amp = cells * 2, amp * float(rng.uniform(0.3, 0.7))
-    return (total - total.min()) / max(1e-6, float(np.ptp(total)))
-
-
-def _coords(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates [h, w] rotated by a random angle (for gradients and patterns)."""
-    t = rng.uniform(0, math.pi)
-    x, y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return math.cos(t) * x + math.sin(t) * y, -math.sin(t) * x + math.cos(t) * y
-
-
-def _crop(rng: np.random.Generator, src: np.ndarray, h: int, w: int) -> np.ndarray:
-    """A random crop of `src` [H, W, C] with the aspect of (h, w), resized to it, maybe mirrored."""
-    sh, sw = src.shape[:2]
-    ch = max(4, min(sh, round(sw * h / w)) * rng.uniform(0.15, 1.0))
-    cw = ch * w / h
-    y, x = rng.uniform(0, sh - ch), rng.uniform(0, sw - cw)
-    im = Image.fromarray(src).resize((w, h), Image.Resampling.BILINEAR, box=(x, y, x + cw, y + ch))
-    out = np.asarray(im, np.float32)
-    return out[:, ::-1] if rng.random() < 0.5 else out
-
-
-def _base_background(rng: np.random.Generator, h: int, w: int, kind: int) -> np.ndarray:
-    colors = rng.uniform(0, 255, (int(rng.integers(2, 5)), 3)).astype(np.float32)
-    if kind == 0:  # flat colour with a faint smooth variation
-        return colors[0] + (_smooth_noise(rng, h, w)[..., None] - 0.5) * rng.uniform(0, 40)
-    if kind == 1:  # linear or radial gradient
-        u, v = _coords(rng, h, w)
-        if rng.random() < 0.3:
-            u = np.hypot(u - rng.uniform(u.min(), u.max()), v - rng.uniform(v.min(), v.max()))
-        return _ramp((u - u.min()) / max(1e-6, float(np.ptp(u))), colors)
-    if kind == 2:  # smooth noise through a colour ramp
-        return _ramp(_smooth_noise(rng, h, w), colors)
-    if kind == 3:  # stripes, checks or dots, hard or soft
-        u, v = _coords(rng, h, w)
-        period = rng.uniform(3, max(4.0, min(h, w) / 2))
-        pattern = int(rng.integers(3))
-        if pattern == 0:
-            t = 0.5 + 0.5 * np.sin(2 * math.pi * u / period)
-            t = t if rng.random() < 0.5 else (t > rng.uniform(0.2, 0.8)).astype(np.float32)
-        elif pattern == 1:
-            t = ((np.floor(u / period) + np.floor(v / period)) % 2).astype(np.float32)
-        else:
-            du, dv = u % period - period / 2, v % period - period / 2
-            t = (np.hypot(du, dv) < period * rng.uniform(0.15, 0.45)).astype(np.float32)
-        return colors[0] * (1 - t[..., None]) + colors[1] * t[..., None]
-    if kind == 4:  # photo crop, recoloured so that the few shipped photos look less alike
-        pics = photos()
-        pic = _crop(rng, pics[0] if rng.random() < 0.75 else pics[1], h, w)
-        if rng.random() < 0.4:
-            pic = pic[..., rng.permutation(3)]
-        if rng.random() < 0.15:
-            pic = 255.0 - pic
-        return pic * rng.uniform(0.6, 1.3, 3).astype(np.float32) + rng.uniform(-40, 40, 3).astype(np.float32)
-    fields = height_fields()  # terrain through a colour ramp
-    field = _crop(rng, fields[int(rng.integers(len(fields)))], h, w)
-    field = (field - field.min()) / max(1e-6, float(np.ptp(field)))
-    return _ramp(field, colors)
-
-
-def _distractors(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Draws a few non-text shapes (boxes, ellipses, lines, arcs) so that edges alone do not mean text."""
-    h, w = image.shape[:2]
-    im = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(im)
-    for _ in range(int(rng.integers(1, 5))):
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
-        x = np.sort(rng.uniform(-0.2 * w, 1.2 * w, 2))
-        y = np.sort(rng.uniform(-0.2 * h, 1.2 * h, 2))
-        box = [float(x[0]), float(y[0]), float(x[1]) + 1, float(y[1]) + 1]
-        width = int(rng.integers(1, max(2, min(h, w) // 16)))
-        shape = int(rng.integers(4))
-        if shape == 0:
-            draw.rectangle(box, fill=color if rng.random() < 0.5 else None, outline=color, width=width)
-        elif shape == 1:
-            draw.ellipse(box, fill=color if rng.random() < 0.5 else None, outline=color, width=width)
-        elif shape == 2:
-            draw.line(box, fill=color, width=width)
-        else:
-            draw.arc(box, float(rng.uniform(0, 360)), float(rng.uniform(0, 360)), fill=color, width=width)
-    return np.asarray(im, np.float32)
-
-
-def _paste_sprite(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    h, w = image.shape[:2]
-    side = max(8, int(min(h, w) * rng.uniform(0.2, 0.7)))
-    rgba = np.asarray(Image.fromarray(sprite()).resize((side, side), Image.Resampling.BILINEAR), np.float32)
-    y, x = int(rng.integers(-side // 3, h - side // 2)), int(rng.integers(-side // 3, w - side // 2))
-    ys, xs = slice(max(0, y), min(h, y + side)), slice(max(0, x), min(w, x + side))
-    part = rgba[ys.start - y : ys.stop - y, xs.start - x : xs.stop - x]
-    alpha = part[..., 3:] / 255.0
-    image[ys, xs] = image[ys, xs] * (1 - alpha) + part[..., :3] * alpha
-    return image
-
-
-def random_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A random background [h, w, 3] float32 in 0..255 (no text in it)."""
-    image = _base_background(rng, h, w, int(rng.choice(6, p=[0.12, 0.16, 0.22, 0.18, 0.16, 0.16])))
-    if rng.random() < 0.25:  # blend in a second texture for more varied local statistics
-        other = _base_background(rng, h, w, int(rng.choice(6, p=[0.1, 0.2, 0.3, 0.15, 0.1, 0.15])))
-        image = image + (other - image) * np.float32(rng.uniform(0.2, 0.6))
-    if rng.random() < 0.35:
-        image = _distractors(rng, image)
-    if rng.random() < 0.08:
-        image = _paste_sprite(rng, image)
-    return np.clip(image, 0, 255).astype(np.float32)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Rasterisation and compositing.
-
-
-def _glyphs(block: TextBlock):
-    """Draws every visible character of `block` in block coordinates (baseline of line 0 at y = ascent).
-
-    Returns:
-      (glyphs, (layout_h, layout_w)): glyphs is a list of (char, top, left, fill_alpha [h, w] float32,
-      union_alpha [h, w] float32), where union_alpha is fill plus outline. Each bitmap has a 1 px empty ring
-      so that every inked pixel's neighbours are owned by the glyph (the owner lookup after resampling
-      relies on it). The layout box spans x in [0, widest line] and y in [0, last baseline + descent].
-    """
-    font = load_font(block.font, block.size)
-    stroke = block.outline.width if block.outline else 0
-    ascent, descent = font.getmetrics()
-    pitch = round((ascent + descent) * block.line_spacing)
-    widths = [_line_width(font, line, block.tracking) for line in block.lines]
-    out = []
-    for k, line in enumerate(block.lines):
-        shift = {"left": 0.0, "center": (max(widths) - widths[k]) / 2, "right": max(widths) - widths[k]}[block.align]
-        baseline = ascent + k * pitch
-        for i, ch in enumerate(line):
-            if ch.isspace():
-                continue
-            pen = round(shift + font.getlength(line[:i]) + i * block.tracking)
-            x0, y0, x1, y1 = font.getbbox(ch, anchor="ls", stroke_width=stroke)
-            if x1 <= x0 or y1 <= y0:
-                continue
-            size = (x1 - x0 + 2, y1 - y0 + 2)
-            origin = (1 - x0, 1 - y0)
-            fill_im = Image.new("L", size)
-            ImageDraw.Draw(fill_im).text(origin, ch, font=font, fill=255, anchor="ls")
-            fill = np.asarray(fill_im, np.float32) / 255.0
-            union = fill
-            if stroke:
-                union_im = Image.new("L", size)
-                ImageDraw.Draw(union_im).text(
-                    origin, ch, font=font, fill=255, anchor="ls", stroke_width=stroke, stroke_fill=255
-                )
-                union = np.maximum(fill, np.asarray(union_im, np.float32) / 255.0)
-            if fill.max() > 0:
-                out.append((ch, baseline + y0 - 1, pen + x0 - 1, fill, union))
-    return out, (ascent + descent + (len(block.lines) - 1) * pitch, max(widths))
-
-
-def _line_width(font: ImageFont.FreeTypeFont, line: str, tracking: float) -> float:
-    return font.getlength(line) + max(0, len(line) - 1) * tracking
-
-
-def _affine(block: TextBlock) -> np.ndarray:
-    """[2, 2] matrix mapping block (x, y) offsets to image offsets: rotation @ shear/stretch."""
-    t = math.radians(block.angle)
-    rot = np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])
-    return rot @ np.array([[block.stretch, block.shear], [0.0, 1.0]])
-
-
-def block_extent(block: TextBlock) -> tuple[float, float]:
-    """Approximate (height, width) of the block's ink box in the image, from font metrics only."""
-    font = load_font(block.font, block.size)
-    ascent, descent = font.getmetrics()
-    stroke = block.outline.width if block.outline else 0
-    w = max(_line_width(font, line, block.tracking) for line in block.lines) + 2 * stroke
-    h = ascent + descent + round((ascent + descent) * block.line_spacing) * (len(block.lines) - 1) + 2 * stroke
-    corners = _affine(block) @ np.array([[0, w, 0, w], [0, 0, h, h]]) / 1.0
-    return float(np.ptp(corners[1])), float(np.ptp(corners[0]))
-
-
-def _rasterize(block: TextBlock, height: int, width: int):
-    """Resamples one block into the image frame.
-
-    Returns:
-      None if nothing lands in the image, else (region, layers, owner, chars): `region` the (y0, y1, x0, x1)
-      window of the image, `layers` [3, h, w] float32 alphas (fill, fill+outline, shadow), `owner` [h, w]
-      int32 index into `chars` (-1 where no glyph is near) and `chars` the inked characters in order.
-    """
-    glyphs, (layout_h, layout_w) = _glyphs(block)
-    if not glyphs:
-        return None
-    pad = 2
-    if block.shadow:
-        pad += max(abs(v) for v in block.shadow.offset) + math.ceil(3 * block.shadow.blur)
-    top = min(g[1] for g in glyphs) - pad
-    left = min(g[2] for g in glyphs) - pad
-    ch = max(g[1] + g[3].shape[0] for g in glyphs) + pad - top
-    cw = max(g[2] + g[3].shape[1] for g in glyphs) + pad - left
-    # Two empty pixels on every side make out-of-canvas bilinear taps read zeros after index clipping.
-    layers = np.zeros((3, ch + 4, cw + 4), np.float32)
-    owner = np.full((ch + 4, cw + 4), -1, np.int32)
-    best = np.full((ch + 4, cw + 4), -1.0, np.float32)
-    for idx, (_, gy, gx, fill, union) in enumerate(glyphs):
-        ys, xs = slice(gy - top + 2, gy - top + 2 + fill.shape[0]), slice(gx - left + 2, gx - left + 2 + fill.shape[1])
-        np.maximum(layers[0, ys, xs], fill, out=layers[0, ys, xs])
-        np.maximum(layers[1, ys, xs], union, out=layers[1, ys, xs])
-        wins = fill > best[ys, xs]
-        owner[ys, xs][wins] = idx
-        best[ys, xs][wins] = fill[wins]
-    if block.shadow:
-        dy, dx = block.shadow.offset
-        shifted = np.zeros_like(layers[1])
-        shifted[max(0, dy) : ch + 4 + min(0, dy), max(0, dx) : cw + 4 + min(0, dx)] = layers[
-            1, max(0, -dy) : ch + 4 + min(0, -dy), max(0, -dx) : cw + 4 + min(0, -dx)
-        ]
-        if block.shadow.blur > 0:
-            im = Image.fromarray(np.round(shifted * 255).astype(np.uint8))
-            shifted = np.asarray(im.filter(ImageFilter.GaussianBlur(block.shadow.blur)), np.float32) / 255.0
-        layers[2] = shifted * block.shadow.opacity
-        layers[2, :2] = layers[2, -2:] = layers[2, :, :2] = layers[2, :, -2:] = 0  # keep the zero ring
-
-    a = _affine(block)
-    # The block is anchored at the centre of its layout box (lines x advance widths), which does not depend on
-    # outline or shadow, so adding effects never moves the text.
-    center_local = np.array([layout_w / 2.0 - left + 2, layout_h / 2.0 - top + 2])
-    cy, cx = block.center
-    pos = np.array([cx, cy], dtype=np.float64)
-    if np.allclose(a, np.eye(2)):  # unrotated blocks land on whole pixels, so glyph bitmaps are copied exactly
-        pos = np.round(pos - center_local) + center_local
-    corners = a @ (np.array([[0, cw + 3, 0, cw + 3], [0, 0, ch + 3, ch + 3]]) - center_local[:, None]) + pos[:, None]
-    x0, x1 = max(0, math.floor(corners[0].min())), min(width, math.ceil(corners[0].max()) + 1)
-    y0, y1 = max(0, math.floor(corners[1].min())), min(height, math.ceil(corners[1].max()) + 1)
-    if x0 >= x1 or y0 >= y1:
-        return None
-    inv = np.linalg.inv(a)
-    gx, gy = np.meshgrid(np.arange(x0, x1) - pos[0], np.arange(y0, y1) - pos[1])
-    sx = inv[0, 0] * gx + inv[0, 1] * gy + center_local[0]
-    sy = inv[1, 0] * gx + inv[1, 1] * gy + center_local[1]
-    fx, fy = np.floor(sx), np.floor(sy)
-    wx, wy = (sx - fx).astype(np.float32), (sy - fy).astype(np.float32)
-    ix = np.clip(fx.astype(np.int64), 0, cw + 2)
-    iy = np.clip(fy.astype(np.int64), 0, ch + 2)
-    top_row = layers[:, iy, ix] * (1 - wx) + layers[:, iy, ix + 1] * wx
-    bottom_row = layers[:, iy + 1, ix] * (1 - wx) + layers[:, iy + 1, ix + 1] * wx
-    sampled = top_row * (1 - wy) + bottom_row * wy
-    # Nearest tap is always one of the four bilinear taps, which the glyph rings make owned wherever fill > 0.
-    nx = np.clip(np.floor(sx + 0.5).astype(np.int64), 0, cw + 3)
-    ny = np.clip(np.floor(sy + 0.5).astype(np.int64), 0, ch + 3)
-    return (y0, y1, x0, x1), np.clip(sampled, 0.0, 1.0), owner[ny, nx], [g[0] for g in glyphs]
-
-
-def _fill_color(block: TextBlock, region) -> np.ndarray:
-    """[h, w, 3] or [3] fill colour over `region` (a gradient across the region when `color2` is set)."""
-    c1 = np.asarray(block.color, np.float32)
-    if block.color2 is None:
-        return c1
-    y0, y1, x0, x1 = region
-    t = math.radians(block.gradient_angle)
-    gx, gy = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
-    proj = math.cos(t) * gx + math.sin(t) * gy
-    ramp = ((proj - proj.min()) / max(1e-6, float(np.ptp(proj)))).astype(np.float32)[..., None]
-    return c1 * (1 - ramp) + np.asarray(block.color2, np.float32) * ramp
-
-
-def compose(
-    background: np.ndarray,
-    blocks: list[TextBlock],
-    fg_threshold: float = FG_THRESHOLD,
-    bg_threshold: float = BG_THRESHOLD,
-) -> Sample:
-    """Draws `blocks` in order onto `background` [H, W, 3] (float or uint8, 0..255) and labels the result.
-
-    Returns:
-      A `Sample`; its image is float32 0..255 rounded to uint8, without post-processing (noise, blur).
-    """
-    height, width = background.shape[:2]
-    image = np.asarray(background, np.float32).copy()
-    coverage = np.zeros((height, width), np.float32)
-    owner = np.full((height, width), -1, np.int32)
-    chars: list[str] = []
-    for block in blocks:
-        raster = _rasterize(block, height, width)
-        if raster is None:
-            continue
-        (y0, y1, x0, x1), (fill, union, shadow), local_owner, block_chars = raster
-        img, cov, own = image[y0:y1, x0:x1], coverage[y0:y1, x0:x1], owner[y0:y1, x0:x1]
-        # Each layer covers a fraction of the pixel; whatever was below (text included) keeps only the rest.
-        if block.shadow:
-            img += (np.asarray(block.shadow.color, np.float32) - img) * shadow[..., None]
-            cov *= 1 - shadow
-        if block.outline:
-            img += (np.asarray(block.outline.color, np.float32) - img) * union[..., None]
-            cov *= 1 - union
-        img += (_fill_color(block, (y0, y1, x0, x1)) - img) * fill[..., None]
-        cov *= 1 - fill
-        takes = (fill > 0) & (fill >= cov)  # the new glyph owns the pixel when it shows more of it
-        own[takes] = local_owner[takes] + len(chars)
-        cov += fill
-        chars.extend(block_chars)
-    mask = coverage_to_mask(coverage, fg_threshold, bg_threshold)
-    boxes, kept = _char_boxes(mask, owner, len(chars))
-    kept_chars = "".join(chars[i] for i in kept)
-    text = " ".join(word for b in blocks for line in b.lines for word in line.split())
-    return Sample(
-        image=np.clip(np.round(image), 0, 255).astype(np.uint8),
-        mask=mask,
-        coverage=coverage,
-        char_boxes=boxes,
-        char_labels=np.array([glyph_class(c) for c in kept_chars], np.int32),
-        chars=kept_chars,
-        text=text,
-    )
-
-
-def _char_boxes(mask: np.ndarray, owner: np.ndarray, n: int) -> tuple[np.ndarray, list[int]]:
-    """Boxes [K, 4] of the non-zero mask pixels of each character that has at least one text (1) pixel."""
-    valid = (mask != 0) & (owner >= 0)
-    ys, xs = np.nonzero(valid)
-    ids = owner[ys, xs]
-    has_text = np.bincount(owner[(mask == 1) & (owner >= 0)], minlength=n) > 0
-    big = np.iinfo(np.int64).max
-    y1, x1 = np.full(n, big), np.full(n, big)
-    y2, x2 = np.full(n, -1), np.full(n, -1)
-    np.minimum.at(y1, ids, ys)
-    np.minimum.at(x1, ids, xs)
-    np.maximum.at(y2, ids, ys + 1)
-    np.maximum.at(x2, ids, xs + 1)
-    kept = [i for i in range(n) if has_text[i]]
-    boxes = np.array([[y1[i], x1[i], y2[i], x2[i]] for i in kept], np.float32).reshape(-1, 4)
-    return boxes, kept
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Random scenes.
 
 
 def _font_size(rng: np.random.Generator, cfg: RenderConfig) -> int:
@@ -651,9 +168,9 @@ def _line(rng: np.random.Generator, font: ImageFont.FreeTypeFont, punct: str, ma
     for _ in range(8):
         word = _word(rng, punct)
         if not words:
-            while len(word) > 1 and _line_width(font, word, tracking) > max_width:
+            while len(word) > 1 and line_width(font, word, tracking) > max_width:
                 word = word[:-1]
-        elif _line_width(font, " ".join(words + [word]), tracking) > target:
+        elif line_width(font, " ".join(words + [word]), tracking) > target:
             break
         words.append(word)
     return " ".join(words)

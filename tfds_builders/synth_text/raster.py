@@ -1,0 +1,349 @@
+"""Text blocks and their rasterisation: glyph drawing, resampling, compositing, masks and character boxes.
+
+`compose` rasterises every `TextBlock` with FreeType's anti-aliased alpha (the exact area coverage of the
+glyph in each pixel) and alpha-composites shadow, outline and fill in that order. It tracks, per pixel, the
+fraction that shows text *fill* (`coverage`) and which character owns it; `coverage_to_mask` turns coverage
+into the canonical {0, 1, 255} mask, and character boxes are the extents of each character's non-zero mask
+pixels. Outlines and shadows occlude text below them but are never text themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from tfds_builders.synth_text.assets import load_font
+
+# Coverage thresholds of the canonical mask encoding (see README.md): a pixel is text when at least 75% of
+# its area shows text fill, background when at most 25% does, and ignored in between.
+FG_THRESHOLD = 0.75
+BG_THRESHOLD = 0.25
+IGNORE_VALUE = 255
+# Glyph-classifier class for anything that is not a digit or an ASCII letter (TexRNet drops these boxes).
+OTHER_CLASS = 36
+
+
+@dataclasses.dataclass(frozen=True)
+class Outline:
+    """A stroke around the glyphs, drawn below the fill. Attributes: width (px), color (RGB 0..255)."""
+
+    width: int
+    color: tuple[float, float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Shadow:
+    """A drop shadow of fill plus outline.
+
+    Attributes:
+      offset: (dy, dx) in block pixels before rotation.
+      blur: Gaussian blur radius in pixels (0 for a hard shadow).
+      color: RGB 0..255.
+      opacity: 0..1.
+    """
+
+    offset: tuple[int, int]
+    blur: float
+    color: tuple[float, float, float]
+    opacity: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TextBlock:
+    """One paragraph in one font, placed by an affine map (stretch, shear, rotation) around its centre.
+
+    Attributes:
+      lines: text lines, top to bottom.
+      font: a key of `FONTS`.
+      size: font size in pixels.
+      center: (y, x) of the block centre in image pixels.
+      color: fill colour, RGB 0..255.
+      angle: counter-clockwise rotation in degrees.
+      color2: if set, the fill is a linear gradient from `color` to `color2` along `gradient_angle`.
+      gradient_angle: gradient direction in degrees (image frame).
+      outline: optional `Outline`.
+      shadow: optional `Shadow`.
+      align: 'left', 'center' or 'right'.
+      line_spacing: line pitch as a multiple of ascent + descent.
+      tracking: extra pixels between characters.
+      stretch: horizontal scale before rotation.
+      shear: x shift per pixel of y before rotation (faux italic).
+    """
+
+    lines: tuple[str, ...]
+    font: str
+    size: int
+    center: tuple[float, float]
+    color: tuple[float, float, float]
+    angle: float = 0.0
+    color2: tuple[float, float, float] | None = None
+    gradient_angle: float = 0.0
+    outline: Outline | None = None
+    shadow: Shadow | None = None
+    align: str = "left"
+    line_spacing: float = 1.0
+    tracking: float = 0.0
+    stretch: float = 1.0
+    shear: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One rendered example.
+
+    Attributes:
+      image: [H, W, 3] uint8 RGB.
+      mask: [H, W] uint8, 0 background, 1 text, 255 ignore.
+      coverage: [H, W] float32, fraction of each pixel that shows text fill.
+      char_boxes: [N, 4] float32 [y1, x1, y2, x2], inclusive-exclusive pixel bounds.
+      char_labels: [N] int32 glyph classes (see `glyph_class`).
+      chars: the N characters, in box order.
+      text: all words of all blocks joined by single spaces.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    coverage: np.ndarray
+    char_boxes: np.ndarray
+    char_labels: np.ndarray
+    chars: str
+    text: str
+
+
+def glyph_class(ch: str) -> int:
+    """TexRNet glyph-classifier class: digits 0..9, letters a-z (any case) 10..35, anything else 36."""
+    if "0" <= ch <= "9":
+        return ord(ch) - ord("0")
+    if "a" <= ch.lower() <= "z" and ch.isascii():
+        return 10 + ord(ch.lower()) - ord("a")
+    return OTHER_CLASS
+
+
+def coverage_to_mask(
+    coverage: np.ndarray, fg_threshold: float = FG_THRESHOLD, bg_threshold: float = BG_THRESHOLD
+) -> np.ndarray:
+    """Maps fill coverage [H, W] in 0..1 to the canonical uint8 mask {0, 1, 255}."""
+    mask = np.full(coverage.shape, IGNORE_VALUE, np.uint8)
+    mask[coverage >= fg_threshold] = 1
+    mask[coverage <= bg_threshold] = 0
+    return mask
+
+
+def _glyphs(block: TextBlock):
+    """Draws every visible character of `block` in block coordinates (baseline of line 0 at y = ascent).
+
+    Returns:
+      (glyphs, (layout_h, layout_w)): glyphs is a list of (char, top, left, fill_alpha [h, w] float32,
+      union_alpha [h, w] float32), where union_alpha is fill plus outline. Each bitmap has a 1 px empty ring
+      so that every inked pixel's neighbours are owned by the glyph (the owner lookup after resampling
+      relies on it). The layout box spans x in [0, widest line] and y in [0, last baseline + descent].
+    """
+    font = load_font(block.font, block.size)
+    stroke = block.outline.width if block.outline else 0
+    ascent, descent = font.getmetrics()
+    pitch = round((ascent + descent) * block.line_spacing)
+    widths = [line_width(font, line, block.tracking) for line in block.lines]
+    out = []
+    for k, line in enumerate(block.lines):
+        shift = {"left": 0.0, "center": (max(widths) - widths[k]) / 2, "right": max(widths) - widths[k]}[block.align]
+        baseline = ascent + k * pitch
+        for i, ch in enumerate(line):
+            if ch.isspace():
+                continue
+            pen = round(shift + font.getlength(line[:i]) + i * block.tracking)
+            x0, y0, x1, y1 = font.getbbox(ch, anchor="ls", stroke_width=stroke)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            size = (x1 - x0 + 2, y1 - y0 + 2)
+            origin = (1 - x0, 1 - y0)
+            fill_im = Image.new("L", size)
+            ImageDraw.Draw(fill_im).text(origin, ch, font=font, fill=255, anchor="ls")
+            fill = np.asarray(fill_im, np.float32) / 255.0
+            union = fill
+            if stroke:
+                union_im = Image.new("L", size)
+                ImageDraw.Draw(union_im).text(
+                    origin, ch, font=font, fill=255, anchor="ls", stroke_width=stroke, stroke_fill=255
+                )
+                union = np.maximum(fill, np.asarray(union_im, np.float32) / 255.0)
+            if fill.max() > 0:
+                out.append((ch, baseline + y0 - 1, pen + x0 - 1, fill, union))
+    return out, (ascent + descent + (len(block.lines) - 1) * pitch, max(widths))
+
+
+def line_width(font: ImageFont.FreeTypeFont, line: str, tracking: float) -> float:
+    """Advance width of `line` in pixels, with `tracking` extra pixels between characters."""
+    return font.getlength(line) + max(0, len(line) - 1) * tracking
+
+
+def _affine(block: TextBlock) -> np.ndarray:
+    """[2, 2] matrix mapping block (x, y) offsets to image offsets: rotation @ shear/stretch."""
+    t = math.radians(block.angle)
+    rot = np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])
+    return rot @ np.array([[block.stretch, block.shear], [0.0, 1.0]])
+
+
+def block_extent(block: TextBlock) -> tuple[float, float]:
+    """Approximate (height, width) of the block's ink box in the image, from font metrics only."""
+    font = load_font(block.font, block.size)
+    ascent, descent = font.getmetrics()
+    stroke = block.outline.width if block.outline else 0
+    w = max(line_width(font, line, block.tracking) for line in block.lines) + 2 * stroke
+    h = ascent + descent + round((ascent + descent) * block.line_spacing) * (len(block.lines) - 1) + 2 * stroke
+    corners = _affine(block) @ np.array([[0, w, 0, w], [0, 0, h, h]]) / 1.0
+    return float(np.ptp(corners[1])), float(np.ptp(corners[0]))
+
+
+def _rasterize(block: TextBlock, height: int, width: int):
+    """Resamples one block into the image frame.
+
+    Returns:
+      None if nothing lands in the image, else (region, layers, owner, chars): `region` the (y0, y1, x0, x1)
+      window of the image, `layers` [3, h, w] float32 alphas (fill, fill+outline, shadow), `owner` [h, w]
+      int32 index into `chars` (-1 where no glyph is near) and `chars` the inked characters in order.
+    """
+    glyphs, (layout_h, layout_w) = _glyphs(block)
+    if not glyphs:
+        return None
+    pad = 2
+    if block.shadow:
+        pad += max(abs(v) for v in block.shadow.offset) + math.ceil(3 * block.shadow.blur)
+    top = min(g[1] for g in glyphs) - pad
+    left = min(g[2] for g in glyphs) - pad
+    ch = max(g[1] + g[3].shape[0] for g in glyphs) + pad - top
+    cw = max(g[2] + g[3].shape[1] for g in glyphs) + pad - left
+    # Two empty pixels on every side make out-of-canvas bilinear taps read zeros after index clipping.
+    layers = np.zeros((3, ch + 4, cw + 4), np.float32)
+    owner = np.full((ch + 4, cw + 4), -1, np.int32)
+    best = np.full((ch + 4, cw + 4), -1.0, np.float32)
+    for idx, (_, gy, gx, fill, union) in enumerate(glyphs):
+        ys, xs = slice(gy - top + 2, gy - top + 2 + fill.shape[0]), slice(gx - left + 2, gx - left + 2 + fill.shape[1])
+        np.maximum(layers[0, ys, xs], fill, out=layers[0, ys, xs])
+        np.maximum(layers[1, ys, xs], union, out=layers[1, ys, xs])
+        wins = fill > best[ys, xs]
+        owner[ys, xs][wins] = idx
+        best[ys, xs][wins] = fill[wins]
+    if block.shadow:
+        dy, dx = block.shadow.offset
+        shifted = np.zeros_like(layers[1])
+        shifted[max(0, dy) : ch + 4 + min(0, dy), max(0, dx) : cw + 4 + min(0, dx)] = layers[
+            1, max(0, -dy) : ch + 4 + min(0, -dy), max(0, -dx) : cw + 4 + min(0, -dx)
+        ]
+        if block.shadow.blur > 0:
+            im = Image.fromarray(np.round(shifted * 255).astype(np.uint8))
+            shifted = np.asarray(im.filter(ImageFilter.GaussianBlur(block.shadow.blur)), np.float32) / 255.0
+        layers[2] = shifted * block.shadow.opacity
+        layers[2, :2] = layers[2, -2:] = layers[2, :, :2] = layers[2, :, -2:] = 0  # keep the zero ring
+
+    a = _affine(block)
+    # The block is anchored at the centre of its layout box (lines x advance widths), which does not depend on
+    # outline or shadow, so adding effects never moves the text.
+    center_local = np.array([layout_w / 2.0 - left + 2, layout_h / 2.0 - top + 2])
+    cy, cx = block.center
+    pos = np.array([cx, cy], dtype=np.float64)
+    if np.allclose(a, np.eye(2)):  # unrotated blocks land on whole pixels, so glyph bitmaps are copied exactly
+        pos = np.round(pos - center_local) + center_local
+    corners = a @ (np.array([[0, cw + 3, 0, cw + 3], [0, 0, ch + 3, ch + 3]]) - center_local[:, None]) + pos[:, None]
+    x0, x1 = max(0, math.floor(corners[0].min())), min(width, math.ceil(corners[0].max()) + 1)
+    y0, y1 = max(0, math.floor(corners[1].min())), min(height, math.ceil(corners[1].max()) + 1)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    inv = np.linalg.inv(a)
+    gx, gy = np.meshgrid(np.arange(x0, x1) - pos[0], np.arange(y0, y1) - pos[1])
+    sx = inv[0, 0] * gx + inv[0, 1] * gy + center_local[0]
+    sy = inv[1, 0] * gx + inv[1, 1] * gy + center_local[1]
+    fx, fy = np.floor(sx), np.floor(sy)
+    wx, wy = (sx - fx).astype(np.float32), (sy - fy).astype(np.float32)
+    ix = np.clip(fx.astype(np.int64), 0, cw + 2)
+    iy = np.clip(fy.astype(np.int64), 0, ch + 2)
+    top_row = layers[:, iy, ix] * (1 - wx) + layers[:, iy, ix + 1] * wx
+    bottom_row = layers[:, iy + 1, ix] * (1 - wx) + layers[:, iy + 1, ix + 1] * wx
+    sampled = top_row * (1 - wy) + bottom_row * wy
+    # Nearest tap is always one of the four bilinear taps, which the glyph rings make owned wherever fill > 0.
+    nx = np.clip(np.floor(sx + 0.5).astype(np.int64), 0, cw + 3)
+    ny = np.clip(np.floor(sy + 0.5).astype(np.int64), 0, ch + 3)
+    return (y0, y1, x0, x1), np.clip(sampled, 0.0, 1.0), owner[ny, nx], [g[0] for g in glyphs]
+
+
+def _fill_color(block: TextBlock, region) -> np.ndarray:
+    """[h, w, 3] or [3] fill colour over `region` (a gradient across the region when `color2` is set)."""
+    c1 = np.asarray(block.color, np.float32)
+    if block.color2 is None:
+        return c1
+    y0, y1, x0, x1 = region
+    t = math.radians(block.gradient_angle)
+    gx, gy = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
+    proj = math.cos(t) * gx + math.sin(t) * gy
+    ramp = ((proj - proj.min()) / max(1e-6, float(np.ptp(proj)))).astype(np.float32)[..., None]
+    return c1 * (1 - ramp) + np.asarray(block.color2, np.float32) * ramp
+
+
+def compose(
+    background: np.ndarray,
+    blocks: list[TextBlock],
+    fg_threshold: float = FG_THRESHOLD,
+    bg_threshold: float = BG_THRESHOLD,
+) -> Sample:
+    """Draws `blocks` in order onto `background` [H, W, 3] (float or uint8, 0..255) and labels the result.
+
+    Returns:
+      A `Sample`; its image is float32 0..255 rounded to uint8, without post-processing (noise, blur).
+    """
+    height, width = background.shape[:2]
+    image = np.asarray(background, np.float32).copy()
+    coverage = np.zeros((height, width), np.float32)
+    owner = np.full((height, width), -1, np.int32)
+    chars: list[str] = []
+    for block in blocks:
+        raster = _rasterize(block, height, width)
+        if raster is None:
+            continue
+        (y0, y1, x0, x1), (fill, union, shadow), local_owner, block_chars = raster
+        img, cov, own = image[y0:y1, x0:x1], coverage[y0:y1, x0:x1], owner[y0:y1, x0:x1]
+        # Each layer covers a fraction of the pixel; whatever was below (text included) keeps only the rest.
+        if block.shadow:
+            img += (np.asarray(block.shadow.color, np.float32) - img) * shadow[..., None]
+            cov *= 1 - shadow
+        if block.outline:
+            img += (np.asarray(block.outline.color, np.float32) - img) * union[..., None]
+            cov *= 1 - union
+        img += (_fill_color(block, (y0, y1, x0, x1)) - img) * fill[..., None]
+        cov *= 1 - fill
+        takes = (fill > 0) & (fill >= cov)  # the new glyph owns the pixel when it shows more of it
+        own[takes] = local_owner[takes] + len(chars)
+        cov += fill
+        chars.extend(block_chars)
+    mask = coverage_to_mask(coverage, fg_threshold, bg_threshold)
+    boxes, kept = _char_boxes(mask, owner, len(chars))
+    kept_chars = "".join(chars[i] for i in kept)
+    text = " ".join(word for b in blocks for line in b.lines for word in line.split())
+    return Sample(
+        image=np.clip(np.round(image), 0, 255).astype(np.uint8),
+        mask=mask,
+        coverage=coverage,
+        char_boxes=boxes,
+        char_labels=np.array([glyph_class(c) for c in kept_chars], np.int32),
+        chars=kept_chars,
+        text=text,
+    )
+
+
+def _char_boxes(mask: np.ndarray, owner: np.ndarray, n: int) -> tuple[np.ndarray, list[int]]:
+    """Boxes [K, 4] of the non-zero mask pixels of each character that has at least one text (1) pixel."""
+    valid = (mask != 0) & (owner >= 0)
+    ys, xs = np.nonzero(valid)
+    ids = owner[ys, xs]
+    has_text = np.bincount(owner[(mask == 1) & (owner >= 0)], minlength=n) > 0
+    big = np.iinfo(np.int64).max
+    y1, x1 = np.full(n, big), np.full(n, big)
+    y2, x2 = np.full(n, -1), np.full(n, -1)
+    np.minimum.at(y1, ids, ys)
+    np.minimum.at(x1, ids, xs)
+    np.maximum.at(y2, ids, ys + 1)
+    np.maximum.at(x2, ids, xs + 1)
+    kept = [i for i in range(n) if has_text[i]]
+    boxes = np.array([[y1[i], x1[i], y2[i], x2[i]] for i in kept], np.float32).reshape(-1, 4)
+    return boxes, kept
