@@ -45,6 +45,8 @@ def test_peak_flops_table():
     assert bench_models.peak_flops("NVIDIA H100 80GB HBM3", "gpu", "float32", None)[0] == 495e12  # tf32
     assert bench_models.peak_flops("NVIDIA H100 80GB HBM3", "gpu", "float32", "highest")[0] == 67e12
     assert bench_models.peak_flops("TPU v5 lite", "tpu", "bfloat16", None)[0] == 197e12
+    assert bench_models.peak_flops("TPU v4", "tpu", "float32", None)[0] == 275e12  # default: one bfloat16 pass
+    assert bench_models.peak_flops("TPU v4", "tpu", "float32", "highest")[0] is None  # no float32 entry
     assert bench_models.peak_flops("TPU v5", "tpu", "bfloat16", None)[0] == 459e12
     assert bench_models.peak_flops("cpu", "cpu", "float32", None)[0] is None
 
