@@ -1,21 +1,33 @@
-"""CPU timing of the paper's full-size models next to the reference PyTorch numbers (texrnet_reference.md s. 9).
+"""Model benchmark: compile time, step time, throughput, FLOPs, MFU and memory of TexRNet's jitted steps.
 
-For TexRNet + HRNetV2-W48 and TexRNet + DeepLabV3+ ResNet-101 (random weights, 512 x 512, batch 1):
+Models (`--models`, comma-separated backbone presets; `tiny` = `hrnet_tiny,deeplab_tiny`, `all` = full + tiny):
+TexRNet + HRNetV2-W48 (`hrnet_w48`) and TexRNet + DeepLabV3+ ResNet-101 (`deeplab_r101`) by default, random
+weights. Cases (`--cases`, comma-separated):
 
-* eval forward: the jitted eval-mode model (no gradient);
-* train step: forward + TexRNet losses (1 sem + 0.5 rfn + 0.5 trimap) + gradient + SGD update
-  (momentum 0.9, weight decay 5e-4 on every parameter, as optax `add_decayed_weights` + `sgd`), jitted, state
-  donated. The reference's per-group LR scaling is a per-leaf multiply and does not change the cost.
+* `eval_512`: the eval-mode forward (no gradient), 512 x 512, batch 1;
+* `train_512`: one training step at 512 x 512, batch 1;
+* `train_513`: one training step on 513 x 513 crops at the reference's per-GPU batch (5 for HRNet, 8 for DeepLab);
+* `MODE:SIZE:BATCH`, e.g. `train:512:2` or `eval:65:1`: any other shape.
 
-Compile time is measured separately (`lower().compile()`), then 1 warm-up call and the median of
-`--repeats` timed calls (each blocked until ready). The reference raises on a batch-1 DeepLab training
-forward (the ASPP image-pooling BN sees one value per channel); like the reference timing, that one BN runs
-in eval mode at batch 1. `--deeplab_batch2` also times the unmodified DeepLab train step at batch 2.
+The training step is the project's own (`train.make_train_step` with `optim.build_optimizer` on the reference
+optimizer config): forward, TexRNet losses (1 sem + 0.5 rfn + 0.5 trimap), gradient, SGD with momentum 0.9, weight
+decay 5e-4 and the per-group LR multipliers, jitted with the state donated. At batch 1 the DeepLab ASPP
+image-pooling BatchNorm sees one value per channel, which raises in training mode (in the reference too); as in
+the reference's timing, that one BN runs in eval mode there.
+
+Per case: trace and compile time (`lower()`, `compile()`), one warm-up call, then the median of `--repeats`
+calls, each blocked until ready; images/s = batch / median. FLOPs come from XLA's cost analysis of the compiled
+executable, so they count what XLA runs (both passes and the update for training). MFU divides the achieved
+FLOP/s by the dense peak of the device kind and compute dtype in `PEAK_FLOPS` (none for CPUs; `--peak_tflops`
+overrides). Memory: `mem_xla_bytes` is the compiled executable's arguments + outputs + temporaries - aliased
+(donated) bytes; `mem_device_peak_bytes_in_use` is the accelerator allocator's peak (since process start, it
+cannot be reset); `mem_process_max_rss_bytes` is the host process's peak resident set (also since start).
 
 Usage::
 
-    python bench/bench_models.py                       # both models, table + JSON lines on stdout
-    python bench/bench_models.py --models=hrnet_w48 --repeats=5 --json_out=/tmp/bench.jsonl
+    python bench/bench_models.py                                  # full models, all three cases, float32
+    python bench/bench_models.py --models=hrnet_w48 --cases=train_513 --repeats=2 --json_out=/tmp/bench.jsonl
+    python bench/bench_models.py --dtype=bfloat16                 # on a GPU/TPU
 """
 
 from __future__ import annotations
@@ -24,19 +36,25 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
+import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
-from texrnet_jax.losses import texrnet_losses
-from texrnet_jax.models import build_model
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Reference PyTorch 2.13 CPU medians on a 2-core machine of this project's kind (batch 1, 512 x 512).
+from configs import base  # noqa: E402
+from texrnet_jax import optim, train  # noqa: E402
+from texrnet_jax.models import build_model  # noqa: E402
+
+# Reference PyTorch 2.13 CPU medians on a 2-core machine of this project's kind (texrnet_reference.md s. 9),
+# keyed by (backbone, mode, batch) at 512 x 512.
 REFERENCE_S = {
     ("hrnet_w48", "eval", 1): 1.21,
     ("hrnet_w48", "train", 1): 4.42,
@@ -44,116 +62,269 @@ REFERENCE_S = {
     ("deeplab_r101", "train", 1): 3.02,
     ("deeplab_r101", "train", 2): 7.0,
 }
-IGNORE = 999
+REFERENCE_SIZE = 512
+# Per-GPU training batch of the reference (texrnet_reference.md s. 2.8), by backbone family.
+REFERENCE_BATCH = {"hrnet": 5, "deeplab": 8}
+NAMED_CASES = {"eval_512": ("eval", 512, 1), "train_512": ("train", 512, 1), "train_513": ("train", 513, None)}
+MODEL_GROUPS = {"full": "hrnet_w48,deeplab_r101", "tiny": "hrnet_tiny,deeplab_tiny"}
+MODEL_GROUPS["all"] = MODEL_GROUPS["full"] + "," + MODEL_GROUPS["tiny"]
+
+# Dense peak FLOP/s per device by `device_kind` substring (lower case, first match wins) and precision class.
+# NVIDIA figures are the SXM data-sheet numbers without sparsity. float32 work runs as 'tf32' on NVIDIA GPUs and as
+# bfloat16 passes on TPUs under XLA's default matmul precision; with jax_default_matmul_precision='highest' (or
+# 'float32', e.g. JAX_DEFAULT_MATMUL_PRECISION=highest) the 'float32' entry applies. Unknown kinds (all CPUs) give
+# no MFU.
+PEAK_FLOPS = (
+    ("h100 pcie", {"bfloat16": 756e12, "tf32": 378e12, "float32": 51e12}),
+    ("h100", {"bfloat16": 989e12, "tf32": 495e12, "float32": 67e12}),
+    ("h200", {"bfloat16": 989e12, "tf32": 495e12, "float32": 67e12}),
+    ("a100", {"bfloat16": 312e12, "tf32": 156e12, "float32": 19.5e12}),
+    ("tpu v4", {"bfloat16": 275e12}),
+    ("tpu v5 lite", {"bfloat16": 197e12}),
+    ("tpu v5e", {"bfloat16": 197e12}),
+    ("tpu v5", {"bfloat16": 459e12}),  # v5p reports 'TPU v5'
+    ("tpu v6 lite", {"bfloat16": 918e12}),
+)
 
 
-def _timed(fn, repeats: int) -> tuple[float, list[float]]:
+def _precision_class(platform_name: str, dtype: str, precision: str | None) -> str | None:
+    """Which peak applies: 'bfloat16', 'tf32' or 'float32' (None for a precision setting not handled here)."""
+    p = precision or "default"
+    if dtype == "bfloat16" or p in ("bfloat16", "BF16_BF16_F32", "BF16_BF16_BF16"):
+        return "bfloat16"
+    if p in ("highest", "float32", "F32_F32_F32"):
+        return "float32"
+    if p in ("high", "tensorfloat32", "TF32_TF32_F32"):
+        return "tf32" if platform_name == "gpu" else None
+    if p == "default":  # XLA's default for float32: TF32 on NVIDIA GPUs, one bfloat16 pass on TPUs
+        return {"gpu": "tf32", "tpu": "bfloat16"}.get(platform_name, "float32")
+    return None
+
+
+def peak_flops(device_kind: str, platform_name: str, dtype: str, precision: str | None) -> tuple[float | None, str]:
+    """Dense peak FLOP/s of one device for `dtype` compute; returns (peak or None, the table entry used)."""
+    key = _precision_class(platform_name, dtype, precision)
+    if key is None:
+        return None, f"unknown (matmul precision {precision!r})"
+    for pattern, peaks in PEAK_FLOPS:
+        if pattern in device_kind.lower():
+            return peaks.get(key), f"{pattern} {key}"
+    return None, f"unknown ({device_kind!r})"
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a record was measured on."""
+    dev = jax.devices()[0]
+    return {"platform": dev.platform, "device_kind": dev.device_kind, "device_count": jax.device_count(),
+            "cpu_count": os.cpu_count(), "arch": platform.machine(), "jax": jax.__version__,
+            "matmul_precision": jax.config.jax_default_matmul_precision}
+
+
+def xla_flops(compiled) -> float | None:
+    """FLOPs of one call from `compiled.cost_analysis()` (a dict, a one-per-device list of dicts, or None)."""
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    if not cost or "flops" not in cost:
+        return None
+    return float(cost["flops"])
+
+
+def memory_fields(compiled) -> dict[str, int | None]:
+    """Compiled-executable bytes, the accelerator allocator's peak and the host's max RSS (both since start)."""
+    out: dict[str, int | None] = {"mem_xla_bytes": None, "mem_xla_temp_bytes": None}
+    mem = compiled.memory_analysis()
+    if mem is not None:
+        out["mem_xla_bytes"] = int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+                                   - mem.alias_size_in_bytes)
+        out["mem_xla_temp_bytes"] = int(mem.temp_size_in_bytes)
+    stats = jax.devices()[0].memory_stats()
+    out["mem_device_peak_bytes_in_use"] = int(stats["peak_bytes_in_use"]) if stats else None
+    # ru_maxrss is in KiB on Linux and in bytes on macOS.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out["mem_process_max_rss_bytes"] = int(rss if sys.platform == "darwin" else rss * 1024)
+    return out
+
+
+def _timed(fn, repeats: int) -> list[float]:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times), times
+    return times
 
 
-def _model(backbone: str) -> nnx.Module:
+def build(backbone: str, dtype: str) -> nnx.Module:
+    """TexRNet on `backbone` with random weights (parameters float32, compute `dtype`)."""
     # 'rbg' keys: the random init compiles several times faster on CPU than threefry; values are irrelevant here.
-    return build_model({"name": "texrnet", "backbone": backbone},
+    return build_model({"name": "texrnet", "backbone": backbone, "dtype": dtype},
                        rngs=nnx.Rngs(params=jax.random.key(0, impl="rbg"), dropout=jax.random.key(1, impl="rbg")))
 
 
-def bench_eval(model: nnx.Module, x: jax.Array, repeats: int) -> dict:
+def _fresh(tree):
+    # New buffers: the train step donates its state, and the model object must keep its own.
+    return jax.tree.map(jnp.copy, tree)
+
+
+def compile_eval(model: nnx.Module, x: jax.Array):
+    """(lower_s, compile_s, run) for the eval-mode forward."""
     model.eval()
-    graphdef, state = nnx.split(model)
-    t = time.perf_counter()
-    forward = jax.jit(lambda st, x: nnx.merge(graphdef, st)(x)).lower(state, x).compile()
-    compile_s = time.perf_counter() - t
-    median, times = _timed(lambda: jax.block_until_ready(forward(state, x)), repeats)
-    return {"compile_s": compile_s, "median_s": median, "times_s": times}
-
-
-def bench_train(model: nnx.Module, x: jax.Array, label: jax.Array, repeats: int, pool_bn_eval: bool) -> dict:
-    model.train()
-    if pool_bn_eval:
-        model.deeplab.aspp.conv5[2].use_running_average = True  # as in the reference's batch-1 timing
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.01, momentum=0.9))
-    opt_state = tx.init(params)
+    t0 = time.perf_counter()
+    lowered = jax.jit(lambda p, r, x: nnx.merge(graphdef, p, r)(x)).lower(params, rest, x)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, compiled, lambda: jax.block_until_ready(compiled(params, rest, x))
 
-    def step(params, rest, opt_state, x, label):
-        def loss_fn(p):
-            m = nnx.merge(graphdef, p, rest, copy=True)  # fresh Variables: BN mutates them inside grad
-            out = m(x)
-            terms = texrnet_losses(out["logit_sem"], out["logit_rfn"], label, IGNORE)
-            return terms["total"], nnx.state(m, nnx.Not(nnx.Param))
 
-        (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), rest, opt_state, loss
-
-    t = time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(params, rest, opt_state, x, label).compile()
-    compile_s = time.perf_counter() - t
-    carry = [params, rest, opt_state]
+def compile_train(model: nnx.Module, x: jax.Array, label: jax.Array, pool_bn_eval: bool):
+    """(lower_s, compile_s, run) for one donated training step of the project's `train.make_train_step`."""
+    cfg = base.get_base_config()
+    model.train()
+    pool_bn = model.deeplab.aspp.conv5[2] if pool_bn_eval else None
+    if pool_bn is not None:
+        pool_bn.use_running_average = True  # as in the reference's batch-1 timing
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    if pool_bn is not None:
+        pool_bn.use_running_average = False
+    tx, schedule = optim.build_optimizer(cfg.optim, params)
+    state = {"params": _fresh(params), "rest": _fresh(rest), "opt_state": tx.init(params),
+             "step": jnp.zeros((), jnp.int32)}
+    step = train.make_train_step(graphdef, tx, schedule, cfg.loss, cfg.data.ignore_label)
+    batch = {"image": x, "mask": label}
+    t0 = time.perf_counter()
+    lowered = jax.jit(step, donate_argnums=0).lower(state, batch)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    carry = [state]
 
     def run():
-        p, r, o, loss = compiled(*carry, x, label)
-        jax.block_until_ready(loss)
-        carry[:] = [p, r, o]
+        carry[0], metrics = compiled(carry[0], batch)
+        jax.block_until_ready(metrics)
 
-    median, times = _timed(run, repeats)
-    return {"compile_s": compile_s, "median_s": median, "times_s": times}
+    return t1 - t0, t2 - t1, compiled, run
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", default="hrnet_w48,deeplab_r101")
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--modes", default="eval,train")
-    p.add_argument("--deeplab_batch2", action="store_true", help="also time the DeepLab train step at batch 2")
-    p.add_argument("--json_out", default=None, help="also append the JSON lines to this file")
-    args = p.parse_args()
+def parse_cases(spec: str, backbone: str) -> list[tuple[str, str, int, int]]:
+    """`--cases` for one backbone as (name, mode, size, batch)."""
+    out = []
+    for name in filter(None, spec.split(",")):
+        if name in NAMED_CASES:
+            mode, size, batch = NAMED_CASES[name]
+        else:
+            try:
+                mode, size, batch = name.split(":")
+                size, batch = int(size), int(batch)
+            except ValueError:
+                raise ValueError(f"case {name!r} is neither one of {sorted(NAMED_CASES)} nor MODE:SIZE:BATCH") from None
+            if mode not in ("eval", "train"):
+                raise ValueError(f"case {name!r}: mode must be 'eval' or 'train'")
+        if batch is None:
+            batch = REFERENCE_BATCH[backbone.split("_")[0]]
+        out.append((name, mode, size, batch))
+    return out
 
+
+def run_case(model: nnx.Module, backbone: str, case: tuple[str, str, int, int], dtype: str, repeats: int,
+             peak_override: float | None) -> dict[str, Any]:
+    """Compiles and times one case; returns its JSON record."""
+    name, mode, size, batch = case
     rng = np.random.default_rng(0)
-    rows = []
-    for backbone in args.models.split(","):
-        t = time.perf_counter()
-        model = _model(backbone)
-        build_s = time.perf_counter() - t
+    x = jnp.asarray(rng.normal(size=(batch, size, size, 3)), jnp.float32)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if mode == "eval":
+        lower_s, compile_s, compiled, run = compile_eval(model, x)
+    else:
+        label = jnp.asarray(rng.integers(0, 2, size=(batch, size, size)), jnp.int32)
+        pool_bn_eval = backbone.startswith("deeplab") and batch == 1
+        lower_s, compile_s, compiled, run = compile_train(model, x, label, pool_bn_eval)
+    times = _timed(run, repeats)
+    median = statistics.median(times)
+    machine = machine_info()
+    flops = xla_flops(compiled)
+    achieved = flops / median if flops else None
+    peak, peak_basis = peak_flops(machine["device_kind"], machine["platform"], dtype, machine["matmul_precision"])
+    if peak_override:
+        peak, peak_basis = peak_override, "--peak_tflops"
+    ref = REFERENCE_S.get((backbone, mode, batch)) if size == REFERENCE_SIZE else None
+    record = {
+        "model": f"texrnet_{backbone}", "backbone": backbone, "case": name, "mode": mode, "size": size,
+        "batch": batch, "dtype": dtype, "repeats": repeats,
+        "lower_s": round(lower_s, 3), "compile_s": round(compile_s, 3),
+        "median_s": round(median, 4), "times_s": [round(t, 4) for t in times],
+        "images_per_s": round(batch / median, 3),
+        "flops_per_step": flops, "gflops_per_image": round(flops / batch / 1e9, 2) if flops else None,
+        "achieved_tflops": round(achieved / 1e12, 4) if achieved else None,
+        "peak_tflops": round(peak / 1e12, 1) if peak else None, "peak_basis": peak_basis,
+        "mfu": round(achieved / peak, 4) if achieved and peak else None,
+        **memory_fields(compiled),
+        "reference_torch_s": ref, "ratio_to_reference": round(median / ref, 3) if ref else None,
+        "loadavg_1m_before": round(load, 2) if load is not None else None,
+        "machine": machine,
+    }
+    return record
+
+
+def format_table(records: list[dict[str, Any]]) -> str:
+    """A readable fixed-width table of the records."""
+    head = (f"{'model':22s} {'case':11s} {'batch':>5s} {'dtype':>8s} {'compile s':>9s} {'median s':>9s} "
+            f"{'img/s':>7s} {'GFLOP/img':>9s} {'TFLOP/s':>8s} {'MFU':>6s} {'XLA MiB':>8s} {'RSS MiB':>8s} "
+            f"{'torch s':>7s} {'ratio':>6s}")
+    lines = [head, "-" * len(head)]
+
+    def fmt(v, spec):
+        return format(v, spec) if v is not None else "-"
+
+    for r in records:
+        mib = 1024 * 1024
+        lines.append(
+            f"{r['model']:22s} {r['case']:11s} {r['batch']:5d} {r['dtype']:>8s} {r['compile_s']:9.1f} "
+            f"{r['median_s']:9.3f} {r['images_per_s']:7.2f} {fmt(r['gflops_per_image'], '9.1f'):>9s} "
+            f"{fmt(r['achieved_tflops'], '8.3f'):>8s} {fmt(r['mfu'], '6.1%'):>6s} "
+            f"{fmt(r['mem_xla_bytes'] and r['mem_xla_bytes'] / mib, '8.0f'):>8s} "
+            f"{r['mem_process_max_rss_bytes'] / mib:8.0f} {fmt(r['reference_torch_s'], '7.2f'):>7s} "
+            f"{fmt(r['ratio_to_reference'], '6.2f'):>6s}")
+    m = records[0]["machine"] if records else machine_info()
+    lines.append(f"machine: {m['platform']} / {m['device_kind']} x{m['device_count']}, {m['cpu_count']} CPUs, "
+                 f"jax {m['jax']}; ratio = median / reference PyTorch CPU median (texrnet_reference.md s. 9)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Runs the benchmark; prints one JSON line per case (or appends them to --json_out) and a table."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="full", help="backbone presets, comma-separated, or full / tiny / all")
+    p.add_argument("--cases", default="eval_512,train_512,train_513",
+                   help=f"comma-separated: {', '.join(NAMED_CASES)} or MODE:SIZE:BATCH")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per case (after one warm-up)")
+    p.add_argument("--peak_tflops", type=float, default=None, help="device peak for MFU, overriding PEAK_FLOPS")
+    p.add_argument("--json_out", default=None, help="append the JSON lines to this file instead of stdout")
+    args = p.parse_args(argv)
+
+    backbones = [m for g in args.models.split(",") for m in MODEL_GROUPS.get(g, g).split(",") if m]
+    peak_override = args.peak_tflops * 1e12 if args.peak_tflops else None
+    records = []
+    for backbone in backbones:
+        cases = parse_cases(args.cases, backbone)  # before the (slow) build: fail early on a bad spec
+        model = build(backbone, args.dtype)
         n_params = sum(int(np.prod(v.shape)) for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
-        runs = [(mode, 1) for mode in args.modes.split(",")]
-        if args.deeplab_batch2 and backbone.startswith("deeplab") and "train" in args.modes:
-            runs.append(("train", 2))
-        for mode, batch in runs:
-            x = jnp.asarray(rng.normal(size=(batch, args.size, args.size, 3)), jnp.float32)
-            label = jnp.asarray(rng.integers(0, 2, size=(batch, args.size, args.size)), jnp.int32)
-            if mode == "eval":
-                res = bench_eval(model, x, args.repeats)
-            else:
-                res = bench_train(_model(backbone), x, label, args.repeats,
-                                  pool_bn_eval=backbone.startswith("deeplab") and batch == 1)
-            row = {"model": f"texrnet_{backbone}", "mode": mode, "batch": batch, "size": args.size,
-                   "params_M": round(n_params / 1e6, 2), "build_s": round(build_s, 2),
-                   "compile_s": round(res["compile_s"], 2), "median_s": round(res["median_s"], 3),
-                   "times_s": [round(v, 3) for v in res["times_s"]],
-                   "reference_torch_s": REFERENCE_S.get((backbone, mode, batch)),
-                   "jax": jax.__version__, "cpu_count": os.cpu_count(), "machine": platform.machine()}
-            rows.append(row)
-            line = json.dumps(row)
-            print(line, flush=True)
+        for case in cases:
+            record = {**run_case(model, backbone, case, args.dtype, args.repeats, peak_override),
+                      "params_M": round(n_params / 1e6, 2)}
+            records.append(record)
+            line = json.dumps(record)
             if args.json_out:
                 with open(args.json_out, "a") as f:
                     f.write(line + "\n")
-
-    print(f"\n{'model':24s} {'mode':5s} {'batch':>5s} {'compile s':>10s} {'JAX median s':>13s} "
-          f"{'PyTorch s':>10s} {'JAX/PyTorch':>12s}")
-    for r in rows:
-        ref = r["reference_torch_s"]
-        ratio = f"{r['median_s'] / ref:.2f}" if ref else "-"
-        print(f"{r['model']:24s} {r['mode']:5s} {r['batch']:5d} {r['compile_s']:10.1f} {r['median_s']:13.3f} "
-              f"{ref if ref else '-':>10} {ratio:>12s}")
+            else:
+                print(line, flush=True)
+    print("\n" + format_table(records), flush=True)
+    return records
 
 
 if __name__ == "__main__":

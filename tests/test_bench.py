@@ -1,0 +1,60 @@
+"""The model benchmark (`bench/bench_models.py`) runs end to end on a tiny preset and writes sane records.
+
+No timing is asserted: only that every field is there and consistent (FLOPs and times positive, images/s equal
+to batch / median time, train FLOPs above eval FLOPs).
+"""
+
+import json
+
+import pytest
+
+from bench import bench_models
+
+FIELDS = ("model", "case", "mode", "size", "batch", "dtype", "lower_s", "compile_s", "median_s", "times_s",
+          "images_per_s", "flops_per_step", "gflops_per_image", "achieved_tflops", "peak_tflops", "mfu",
+          "mem_xla_bytes", "mem_device_peak_bytes_in_use", "mem_process_max_rss_bytes", "reference_torch_s",
+          "ratio_to_reference", "params_M", "machine")
+
+
+def test_bench_models_tiny(tmp_path, capsys, fast_compile):
+    out = tmp_path / "bench.jsonl"
+    records = bench_models.main(["--models=deeplab_tiny", "--cases=eval:65:1,train:65:2", "--repeats=1",
+                                 f"--json_out={out}"])
+    assert [json.loads(line) for line in out.read_text().splitlines()] == records
+    assert [(r["mode"], r["size"], r["batch"]) for r in records] == [("eval", 65, 1), ("train", 65, 2)]
+    for r in records:
+        assert set(FIELDS) <= set(r), set(FIELDS) - set(r)
+        assert r["model"] == "texrnet_deeplab_tiny" and r["dtype"] == "float32"
+        assert r["compile_s"] > 0 and r["median_s"] > 0 and len(r["times_s"]) == 1
+        assert r["images_per_s"] == pytest.approx(r["batch"] / r["median_s"], rel=1e-2)
+        assert r["flops_per_step"] > 0
+        assert r["achieved_tflops"] == pytest.approx(r["flops_per_step"] / r["median_s"] / 1e12, rel=1e-2, abs=1e-4)
+        assert r["mem_xla_bytes"] > 0 and r["mem_process_max_rss_bytes"] > 0
+        assert r["reference_torch_s"] is None and r["ratio_to_reference"] is None  # no reference at 65 px
+        m = r["machine"]
+        assert m["platform"] == "cpu" and m["device_count"] >= 1 and m["cpu_count"] >= 1 and m["jax"]
+        assert r["mfu"] is None and r["peak_tflops"] is None  # no CPU peak in the table
+    # The training step (both passes and the update, 2 images) costs more than 2 eval forwards.
+    assert records[1]["flops_per_step"] > 2 * records[0]["flops_per_step"]
+    assert "texrnet_deeplab_tiny" in capsys.readouterr().out  # the table
+
+
+def test_peak_flops_table():
+    assert bench_models.peak_flops("NVIDIA H100 80GB HBM3", "gpu", "bfloat16", None)[0] == 989e12
+    assert bench_models.peak_flops("NVIDIA H100 PCIe", "gpu", "bfloat16", None)[0] == 756e12
+    assert bench_models.peak_flops("NVIDIA H100 80GB HBM3", "gpu", "float32", None)[0] == 495e12  # tf32
+    assert bench_models.peak_flops("NVIDIA H100 80GB HBM3", "gpu", "float32", "highest")[0] == 67e12
+    assert bench_models.peak_flops("TPU v5 lite", "tpu", "bfloat16", None)[0] == 197e12
+    assert bench_models.peak_flops("TPU v4", "tpu", "float32", None)[0] == 275e12  # default: one bfloat16 pass
+    assert bench_models.peak_flops("TPU v4", "tpu", "float32", "highest")[0] is None  # no float32 entry
+    assert bench_models.peak_flops("TPU v5", "tpu", "bfloat16", None)[0] == 459e12
+    assert bench_models.peak_flops("cpu", "cpu", "float32", None)[0] is None
+
+
+def test_parse_cases():
+    assert bench_models.parse_cases("eval_512,train_513", "hrnet_w48") == [
+        ("eval_512", "eval", 512, 1), ("train_513", "train", 513, 5)]
+    assert bench_models.parse_cases("train_513,train:512:2", "deeplab_r101") == [
+        ("train_513", "train", 513, 8), ("train:512:2", "train", 512, 2)]
+    with pytest.raises(ValueError, match="MODE:SIZE:BATCH"):
+        bench_models.parse_cases("train_1024", "hrnet_w48")
