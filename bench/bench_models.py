@@ -69,16 +69,15 @@ NAMED_CASES = {"eval_512": ("eval", 512, 1), "train_512": ("train", 512, 1), "tr
 MODEL_GROUPS = {"full": "hrnet_w48,deeplab_r101", "tiny": "hrnet_tiny,deeplab_tiny"}
 MODEL_GROUPS["all"] = MODEL_GROUPS["full"] + "," + MODEL_GROUPS["tiny"]
 
-# Dense peak FLOP/s per device by `device_kind` substring (lower case, first match wins) and precision class.
-# NVIDIA figures are the SXM data-sheet numbers without sparsity. float32 work runs as 'tf32' on NVIDIA GPUs and as
-# bfloat16 passes on TPUs under XLA's default matmul precision; with jax_default_matmul_precision='highest' (or
-# 'float32', e.g. JAX_DEFAULT_MATMUL_PRECISION=highest) the 'float32' entry applies. Unknown kinds (all CPUs) give
-# no MFU.
+# Dense peak FLOP/s per device by `device_kind` substring (lower case, first match wins) and compute dtype.
+# NVIDIA figures are the SXM data-sheet numbers without sparsity. The models pin `Precision.HIGHEST` on every
+# float32 convolution and matmul (no TF32 on GPUs, no bfloat16 passes on TPUs), so float32 work is measured against
+# the true float32 peak whatever `jax_default_matmul_precision` says. Unknown kinds (all CPUs) give no MFU.
 PEAK_FLOPS = (
-    ("h100 pcie", {"bfloat16": 756e12, "tf32": 378e12, "float32": 51e12}),
-    ("h100", {"bfloat16": 989e12, "tf32": 495e12, "float32": 67e12}),
-    ("h200", {"bfloat16": 989e12, "tf32": 495e12, "float32": 67e12}),
-    ("a100", {"bfloat16": 312e12, "tf32": 156e12, "float32": 19.5e12}),
+    ("h100 pcie", {"bfloat16": 756e12, "float32": 51e12}),
+    ("h100", {"bfloat16": 989e12, "float32": 67e12}),
+    ("h200", {"bfloat16": 989e12, "float32": 67e12}),
+    ("a100", {"bfloat16": 312e12, "float32": 19.5e12}),
     ("tpu v4", {"bfloat16": 275e12}),
     ("tpu v5 lite", {"bfloat16": 197e12}),
     ("tpu v5e", {"bfloat16": 197e12}),
@@ -87,28 +86,11 @@ PEAK_FLOPS = (
 )
 
 
-def _precision_class(platform_name: str, dtype: str, precision: str | None) -> str | None:
-    """Which peak applies: 'bfloat16', 'tf32' or 'float32' (None for a precision setting not handled here)."""
-    p = precision or "default"
-    if dtype == "bfloat16" or p in ("bfloat16", "BF16_BF16_F32", "BF16_BF16_BF16"):
-        return "bfloat16"
-    if p in ("highest", "float32", "F32_F32_F32"):
-        return "float32"
-    if p in ("high", "tensorfloat32", "TF32_TF32_F32"):
-        return "tf32" if platform_name == "gpu" else None
-    if p == "default":  # XLA's default for float32: TF32 on NVIDIA GPUs, one bfloat16 pass on TPUs
-        return {"gpu": "tf32", "tpu": "bfloat16"}.get(platform_name, "float32")
-    return None
-
-
-def peak_flops(device_kind: str, platform_name: str, dtype: str, precision: str | None) -> tuple[float | None, str]:
+def peak_flops(device_kind: str, dtype: str) -> tuple[float | None, str]:
     """Dense peak FLOP/s of one device for `dtype` compute; returns (peak or None, the table entry used)."""
-    key = _precision_class(platform_name, dtype, precision)
-    if key is None:
-        return None, f"unknown (matmul precision {precision!r})"
     for pattern, peaks in PEAK_FLOPS:
         if pattern in device_kind.lower():
-            return peaks.get(key), f"{pattern} {key}"
+            return peaks.get(dtype), f"{pattern} {dtype}"
     return None, f"unknown ({device_kind!r})"
 
 
@@ -247,7 +229,7 @@ def run_case(model: nnx.Module, backbone: str, case: tuple[str, str, int, int], 
     machine = machine_info()
     flops = xla_flops(compiled)
     achieved = flops / median if flops else None
-    peak, peak_basis = peak_flops(machine["device_kind"], machine["platform"], dtype, machine["matmul_precision"])
+    peak, peak_basis = peak_flops(machine["device_kind"], dtype)
     if peak_override:
         peak, peak_basis = peak_override, "--peak_tflops"
     ref = REFERENCE_S.get((backbone, mode, batch)) if size == REFERENCE_SIZE else None

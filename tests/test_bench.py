@@ -40,15 +40,14 @@ def test_bench_models_tiny(tmp_path, capsys, fast_compile):
 
 
 def test_peak_flops_table():
-    assert bench_models.peak_flops("NVIDIA H100 80GB HBM3", "gpu", "bfloat16", None)[0] == 989e12
-    assert bench_models.peak_flops("NVIDIA H100 PCIe", "gpu", "bfloat16", None)[0] == 756e12
-    assert bench_models.peak_flops("NVIDIA H100 80GB HBM3", "gpu", "float32", None)[0] == 495e12  # tf32
-    assert bench_models.peak_flops("NVIDIA H100 80GB HBM3", "gpu", "float32", "highest")[0] == 67e12
-    assert bench_models.peak_flops("TPU v5 lite", "tpu", "bfloat16", None)[0] == 197e12
-    assert bench_models.peak_flops("TPU v4", "tpu", "float32", None)[0] == 275e12  # default: one bfloat16 pass
-    assert bench_models.peak_flops("TPU v4", "tpu", "float32", "highest")[0] is None  # no float32 entry
-    assert bench_models.peak_flops("TPU v5", "tpu", "bfloat16", None)[0] == 459e12
-    assert bench_models.peak_flops("cpu", "cpu", "float32", None)[0] is None
+    assert bench_models.peak_flops("NVIDIA H100 80GB HBM3", "bfloat16")[0] == 989e12
+    assert bench_models.peak_flops("NVIDIA H100 PCIe", "bfloat16")[0] == 756e12
+    # float32 convs and matmuls are pinned to Precision.HIGHEST: the true float32 peak, not TF32.
+    assert bench_models.peak_flops("NVIDIA H100 80GB HBM3", "float32")[0] == 67e12
+    assert bench_models.peak_flops("TPU v5 lite", "bfloat16")[0] == 197e12
+    assert bench_models.peak_flops("TPU v4", "float32")[0] is None  # no float32 entry
+    assert bench_models.peak_flops("TPU v5", "bfloat16")[0] == 459e12
+    assert bench_models.peak_flops("cpu", "float32")[0] is None
 
 
 def test_parse_cases():
