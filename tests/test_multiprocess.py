@@ -3,9 +3,12 @@ train exactly like one process with 4 devices at the same global batch."""
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -65,3 +68,37 @@ def test_two_processes_match_one_process(tmp_path, data_dir):
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     # Both processes evaluated their share; process 0 wrote the merged metrics over all 4 images.
     assert json.loads((multi / "eval" / "test_metrics.json").read_text())["num_images"] == 4
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
+    """Preemption notice on one host only: both processes checkpoint the same step together and exit 0.
+
+    Process 0 never gets the signal: it can only stop through JAX's preemption service, which propagates it.
+    """
+    workdir, port = tmp_path / "work", _free_port()
+    args = [a for a in _args(workdir, data_dir) if not a.startswith("--config.train.num_steps")]
+    args += ["--config.train.num_steps=100000", "--config.ckpt.every_steps=100000"]
+    env = dict(_env(2), JAX_DISABLE_MOST_OPTIMIZATIONS="true")
+    procs = [
+        subprocess.Popen(args + ["--jax_distributed", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                                 f"--process_id={i}"],
+                         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]
+    try:
+        deadline = time.time() + 400
+        metrics = workdir / "metrics.jsonl"
+        while not (metrics.exists() and metrics.read_text().strip()):
+            assert time.time() < deadline and all(p.poll() is None for p in procs), "training did not start"
+            time.sleep(0.5)
+        procs[1].send_signal(signal.SIGTERM)  # the non-writing process only
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, out in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, out[-3000:]
+    stops = [int(m) for m in re.findall(r"stopped at step (\d+)", outputs[0])]
+    assert len(stops) == 1 and stops[0] < 100000, outputs[0][-2000:]
+    saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved == stops

@@ -128,13 +128,21 @@ def check_workdir(workdir: str) -> pathlib.Path:
 
 
 class _StopRequest:
-    """Turns SIGTERM (preemption) into a request to checkpoint and exit at the next step boundary."""
+    """Turns SIGTERM (preemption) into a stop at a step boundary, after a checkpoint.
+
+    One process: a SIGTERM handler sets a flag. Several processes (`jax.distributed`): JAX's preemption service
+    catches the signal on whichever process gets it and propagates it, and `reached_preemption_sync_point` turns
+    true on every process at the same step, so all of them take part in the (collective) save and stop together.
+    """
 
     def __init__(self):
         self.requested = False
         self._previous = None
+        self._multi = jax.process_count() > 1
 
     def __enter__(self):
+        if self._multi:
+            return self  # our own handler would replace the preemption service's
         try:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not in the main thread (e.g. some test runners): no handler
@@ -144,6 +152,14 @@ class _StopRequest:
     def _handle(self, signum, frame):
         del signum, frame
         self.requested = True
+
+    def should_stop(self, step: int) -> bool:
+        """Whether to checkpoint and stop after `step` (call once per step, on every process)."""
+        if self._multi:
+            from jax.experimental import multihost_utils
+
+            self.requested = self.requested or multihost_utils.reached_preemption_sync_point(step)
+        return self.requested
 
     def __exit__(self, *exc):
         if self._previous is not None:
@@ -258,13 +274,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 bar.set_postfix(loss=f"{scalars['total']:.4f}", img_s=f"{scalars['images_per_sec']:.1f}")
                 logging.info(_log_line(step, scalars))
                 window_start, window_images = time.perf_counter(), 0
-            force = step == num_steps or stop.requested
+            stopping = stop.should_stop(step)
+            force = step == num_steps or stopping
             if force or ckpt.should_save(step):
                 # Never checkpoint a non-finite state: losses not logged yet and the updated state are checked first.
                 check_finite(jax.device_get(pending), step, state, ckpt)
                 ckpt.save(step, state, train_iter, force=True)
             bar.update(1)
-            if stop.requested:
+            if stopping:
                 ckpt.wait()
                 bar.close()
                 print(f"SIGTERM: saved a checkpoint and stopped at step {step}; rerun the same command to resume.",
