@@ -68,7 +68,14 @@ def test_max_pool_pads_with_minus_infinity():
     np.testing.assert_array_equal(np.asarray(y[0, :, :, 0]), [[-1.0, -2.0], [-5.0, -6.0]])
 
 
-@pytest.mark.parametrize("model_name", sorted(MODELS))
+SEGMENTATION_MODELS = sorted(set(MODELS) - {"glyph_classifier"})  # the classifier has its own presets
+
+
+def test_every_registered_model_is_tested():
+    assert SEGMENTATION_MODELS == ["baseline", "texrnet"]
+
+
+@pytest.mark.parametrize("model_name", SEGMENTATION_MODELS)
 @pytest.mark.parametrize("backbone", ["hrnet_tiny", "deeplab_tiny"])
 def test_registered_models_build(model_name, backbone):
     model = nnx.eval_shape(lambda: build_model({"name": model_name, "backbone": backbone}, rngs=nnx.Rngs(0)))
@@ -80,6 +87,15 @@ def test_registered_models_build(model_name, backbone):
     else:
         assert model.classifier.bias is not None
     assert {k: v.shape for k, v in out.items()} == {k: (2, 17, 25, c) for k, c in expect.items()}
+
+
+@pytest.mark.parametrize("preset", ["glyph_tiny", "glyph_resnet50"])
+def test_glyph_classifier_presets_build(preset):
+    model = nnx.eval_shape(lambda: build_model({"name": "glyph_classifier", "backbone": preset}, rngs=nnx.Rngs(0)))
+    logits = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((3, 32, 32, 1), F32))
+    assert logits.shape == (3, 37) and logits.dtype == F32
+    with pytest.raises(ValueError, match="unknown glyph classifier 'hrnet_tiny'"):
+        build_model({"name": "glyph_classifier", "backbone": "hrnet_tiny"}, rngs=nnx.Rngs(0))
 
 
 def test_unknown_names_raise():
