@@ -14,34 +14,15 @@ import json
 import math
 import shutil
 
-import jax
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 from PIL import Image
 
 from texrnet_jax import train
 
 STEPS, EVAL_IMAGES = 5, 4
-FAST_COMPILE = {
-    "jax_disable_most_optimizations": True,
-    "jax_persistent_cache_min_compile_time_secs": 0.0,
-    "jax_persistent_cache_min_entry_size_bytes": -1,
-}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compilation(tmp_path_factory):
-    """Faster XLA compilation and a persistent compilation cache for this module; the old settings come back after."""
-    options = {"jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax_cache")), **FAST_COMPILE}
-    previous = {name: jax.config.values[name] for name in options}
-    for name, value in options.items():
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
-    yield
-    for name, value in previous.items():
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
+# Faster XLA compilation and a persistent compilation cache shared by the module's runs (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile_cached")
 
 
 @pytest.fixture(scope="module")
