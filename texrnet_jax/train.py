@@ -288,7 +288,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                       flush=True)
                 writer.close()
                 return {}
-    bar.close()
     writer.flush()
     result = run_evaluation(config, eval_def, (state["params"], state["rest"]), workdir, step)
     # Tensorboard only: metrics.jsonl keeps exactly one line per logged training step.
@@ -358,23 +357,19 @@ def load_for_inference(config, workdir: str | pathlib.Path) -> tuple[nnx.GraphDe
         FileNotFoundError: neither a checkpoint in `<workdir>/checkpoints` nor `config.init_from`.
     """
     workdir = pathlib.Path(workdir)
-    ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.ckpt.every_steps, config.ckpt.max_to_keep)
-    latest = ckpt.latest_step()
-    if latest is None and not config.init_from:  # before building anything
-        ckpt.close()
-        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} and config.init_from is empty")
-    _, eval_def, params, rest = create_model(config)
-    mesh = parallel.make_mesh(config.train.num_devices)
-    step = None
-    if latest is not None:
+    with checkpoint.Checkpointer(workdir / "checkpoints", config.ckpt.every_steps, config.ckpt.max_to_keep) as ckpt:
+        latest = ckpt.latest_step()
+        if latest is None and not config.init_from:  # before building anything
+            raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} and config.init_from is empty")
+        _, eval_def, params, rest = create_model(config)
+        if latest is None:
+            params, rest = initialize_from(config, params, rest)
+            return eval_def, (params, rest), None
+        mesh = parallel.make_mesh(config.train.num_devices)
         tx, _ = optim.build_optimizer(config.optim, params)
         like = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
         restored = ckpt.restore(latest, jax.device_put(like, parallel.replicated(mesh)), None)
-        params, rest, step = restored["params"], restored["rest"], latest
-    else:
-        params, rest = initialize_from(config, params, rest)
-    ckpt.close()
-    return eval_def, (params, rest), step
+        return eval_def, (restored["params"], restored["rest"]), latest
 
 
 def evaluate_only(config, workdir: str) -> dict[str, Any]:
