@@ -75,3 +75,20 @@ def test_errors_after_jax_starts_are_one_line_too(tmp_path):
     assert "no checkpoint in" in _error_line(proc)
     proc = _run(TINY, f"--workdir={tmp_path / 'empty'}", "--mode=eval", "--verbosity=0")
     assert "process 0/1, devices:" in proc.stderr  # --verbosity=0 brings the INFO lines back
+
+
+def test_workdir_check_is_safe_when_processes_share_the_workdir(tmp_path):
+    """Every process of a multi-process run checks the same workdir at the same moment; none may see another's probe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from texrnet_jax import train
+
+    workdir = tmp_path / "shared"
+
+    def check(_):
+        for _ in range(200):
+            train.check_workdir(str(workdir))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(check, range(8)))  # re-raises the first error
+    assert list(workdir.iterdir()) == [], "the probe files are removed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import signal
+import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -119,9 +120,9 @@ def check_workdir(workdir: str) -> pathlib.Path:
     path = pathlib.Path(workdir).expanduser().absolute()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
+        # A uniquely named probe: every process of a multi-process run checks the same directory at once.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test."):
+            pass
     except OSError as e:
         raise ValueError(f"--workdir={workdir} is not writable: {e.strerror or e}") from None
     return path
