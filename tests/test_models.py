@@ -165,3 +165,56 @@ def test_bfloat16_conv_bias_gradient_is_accumulated_in_float32():
     grads = jax.grad(lambda p: jnp.sum(nnx.merge(graphdef, p)(x).astype(F32)))(params)
     assert grads["bias"].value.dtype == F32
     np.testing.assert_array_equal(np.asarray(grads["bias"].value), [10000.0, 10000.0])
+
+
+def test_fusion_boundary_is_an_exact_identity():
+    from texrnet_jax.models.layers import fusion_boundary
+
+    x = jnp.asarray([[np.nan, 1.5, -np.inf], [-0.0, 3e-39, 7.0]], F32)  # NaN first: the predicate is false
+    y = np.asarray(jax.jit(fusion_boundary)(x))
+    np.testing.assert_array_equal(y, np.asarray(x))
+    assert np.signbit(y[1, 0])
+    c = jnp.arange(6, dtype=F32).reshape(2, 3)
+    g = jax.jit(jax.grad(lambda t: jnp.sum(fusion_boundary(t) * c)))(jnp.ones((2, 3), F32))
+    np.testing.assert_array_equal(np.asarray(g), np.asarray(c))
+
+
+def _six_blocks_gradient_hlo():
+    from texrnet_jax.models.layers import BasicBlock
+
+    blocks = nnx.List([BasicBlock(8, 8, rngs=nnx.Rngs(i)) for i in range(6)])
+    blocks.eval()
+    graphdef, params, rest = nnx.split(blocks, nnx.Param, ...)
+
+    def loss(p, x):
+        for block in nnx.merge(graphdef, p, rest):
+            x = block(x)
+        return jnp.sum(x)
+
+    return jax.jit(jax.grad(loss)).lower(params, jnp.ones((2, 16, 16, 8), F32)).compile().as_text()
+
+
+def test_fusion_boundary_stops_xla_cpu_recomputing_residual_chains(monkeypatch):
+    """Without the boundaries, XLA:CPU fuses the chain of every earlier block's BN/ReLU/add into backward fusions
+    (20 inputs for 6 blocks; 209 in HRNet-W48, where it cost 40% of the training step: docs/benchmarks.md)."""
+    import re
+
+    from texrnet_jax.models import layers
+
+    def widest_fusion(hlo: str) -> int:
+        return max(m.group(1).count("%") for m in re.finditer(r"= \S+ fusion\((.*?)\), kind=", hlo))
+
+    with_boundaries = _six_blocks_gradient_hlo()
+    monkeypatch.setattr(layers, "fusion_boundary", lambda x: x)
+    without = _six_blocks_gradient_hlo()
+    assert "conditional" in with_boundaries and "conditional" not in without
+    assert widest_fusion(with_boundaries) <= 10 < 16 <= widest_fusion(without)
+
+
+def test_fusion_boundary_is_free_on_accelerators():
+    """Off CPU it lowers to a constant branch index (folded by XLA): no data-dependent predicate, no host sync."""
+    from texrnet_jax.models.layers import fusion_boundary
+
+    lowered = jax.jit(fusion_boundary).trace(jnp.ones(3, F32)).lower(lowering_platforms=("cuda",)).as_text()
+    assert "stablehlo.compare" not in lowered
+    assert "stablehlo.compare" in jax.jit(fusion_boundary).trace(jnp.ones(3, F32)).lower().as_text()

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from texrnet_jax.models import layers
 from texrnet_jax.models.layers import BasicBlock, BatchNorm, Bottleneck, Conv2d, ConvBN, resize_bilinear, run_sequence
 
 
@@ -98,7 +99,7 @@ class HighResolutionModule(nnx.Module):
                 else:
                     t = run_sequence(layer, xs[j])
                 y = t if y is None else y + t
-            out.append(jax.nn.relu(y))
+            out.append(layers.fusion_boundary(jax.nn.relu(y)))
         return out
 
 

@@ -200,6 +200,33 @@ def resize_bilinear(x: jax.Array, size: tuple[int, int], align_corners: bool = T
     return x
 
 
+def _cut(x: jax.Array) -> jax.Array:
+    # A conditional XLA cannot fold away (the predicate is data, always true, NaN included: both branches are x).
+    first = x.reshape(-1)[0]
+    return jax.lax.cond(first == first, lambda t: t, lambda t: t * 1, x)
+
+
+def _fusion_boundary_cpu(x: jax.Array) -> jax.Array:
+    return jax.lax.platform_dependent(x, cpu=_cut, default=lambda t: t)
+
+
+@jax.custom_vjp
+def fusion_boundary(x: jax.Array) -> jax.Array:
+    """Identity whose output XLA:CPU materialises once instead of recomputing it inside every consumer.
+
+    XLA:CPU fuses cheap elementwise producers into each consumer. Through residual connections, a block's output
+    is an elementwise chain (BatchNorm, ReLU, addition) reaching back through every earlier block of the stage, and
+    the backward pass's layout transposes for kernel gradients each recomputed that whole chain: up to 209 inputs
+    per transpose in HRNet-W48. An optimisation barrier does not stop it (XLA:CPU expands barriers before fusion);
+    a conditional does. On other platforms, and in the gradient, this is a plain identity (a conditional costs a
+    device-to-host copy of its predicate on GPUs). See docs/benchmarks.md.
+    """
+    return _fusion_boundary_cpu(x)
+
+
+fusion_boundary.defvjp(lambda x: (_fusion_boundary_cpu(x), None), lambda _, g: (g,))
+
+
 class BasicBlock(nnx.Module):
     """ResNet basic block (two 3x3 convs) as used in HRNet branches; expansion 1."""
 
@@ -217,7 +244,7 @@ class BasicBlock(nnx.Module):
         y = jax.nn.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
         identity = x if self.downsample is None else self.downsample(x)
-        return jax.nn.relu(y + identity)
+        return fusion_boundary(jax.nn.relu(y + identity))
 
 
 class Bottleneck(nnx.Module):
@@ -241,7 +268,7 @@ class Bottleneck(nnx.Module):
         y = jax.nn.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
         identity = x if self.downsample is None else self.downsample(x)
-        return jax.nn.relu(y + identity)
+        return fusion_boundary(jax.nn.relu(y + identity))
 
 
 def _downsample(inplanes: int, out: int, stride: int, dtype, rngs: nnx.Rngs) -> ConvBN | None:
