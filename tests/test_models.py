@@ -171,12 +171,16 @@ def test_fusion_boundary_is_an_exact_identity():
     from texrnet_jax.models.layers import fusion_boundary
 
     x = jnp.asarray([[np.nan, 1.5, -np.inf], [-0.0, 3e-39, 7.0]], F32)  # NaN first: the predicate is false
-    y = np.asarray(jax.jit(fusion_boundary)(x))
-    np.testing.assert_array_equal(y, np.asarray(x))
-    assert np.signbit(y[1, 0])
+    nan_anchor = jnp.full((4,), jnp.nan, F32)  # NaN: the predicate is false, the other branch is x too
+    for anchor in (jnp.ones((4,), F32), nan_anchor):
+        y = np.asarray(jax.jit(fusion_boundary)(x, anchor))
+        np.testing.assert_array_equal(y, np.asarray(x))
+        assert np.signbit(y[1, 0])
     c = jnp.arange(6, dtype=F32).reshape(2, 3)
-    g = jax.jit(jax.grad(lambda t: jnp.sum(fusion_boundary(t) * c)))(jnp.ones((2, 3), F32))
-    np.testing.assert_array_equal(np.asarray(g), np.asarray(c))
+    g = jax.jit(jax.grad(lambda t, a: jnp.sum(fusion_boundary(t, a) * c), argnums=(0, 1)))(jnp.ones((2, 3), F32),
+                                                                                           nan_anchor)
+    np.testing.assert_array_equal(np.asarray(g[0]), np.asarray(c))
+    np.testing.assert_array_equal(np.asarray(g[1]), np.zeros(4, F32))
 
 
 def _six_blocks_gradient_hlo():
@@ -205,7 +209,7 @@ def test_fusion_boundary_stops_xla_cpu_recomputing_residual_chains(monkeypatch):
         return max(m.group(1).count("%") for m in re.finditer(r"= \S+ fusion\((.*?)\), kind=", hlo))
 
     with_boundaries = _six_blocks_gradient_hlo()
-    monkeypatch.setattr(layers, "fusion_boundary", lambda x: x)
+    monkeypatch.setattr(layers, "fusion_boundary", lambda x, anchor: x)
     without = _six_blocks_gradient_hlo()
     assert "conditional" in with_boundaries and "conditional" not in without
     assert widest_fusion(with_boundaries) <= 10 < 16 <= widest_fusion(without)
@@ -215,6 +219,22 @@ def test_fusion_boundary_is_free_on_accelerators():
     """Off CPU it lowers to a constant branch index (folded by XLA): no data-dependent predicate, no host sync."""
     from texrnet_jax.models.layers import fusion_boundary
 
-    lowered = jax.jit(fusion_boundary).trace(jnp.ones(3, F32)).lower(lowering_platforms=("cuda",)).as_text()
+    args = (jnp.ones(3, F32), jnp.ones(2, F32))
+    lowered = jax.jit(fusion_boundary).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
     assert "stablehlo.compare" not in lowered
-    assert "stablehlo.compare" in jax.jit(fusion_boundary).trace(jnp.ones(3, F32)).lower().as_text()
+    assert "stablehlo.compare" in jax.jit(fusion_boundary).trace(*args).lower().as_text()
+
+
+def test_fusion_boundary_needs_no_collective_on_a_sharded_batch():
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from texrnet_jax import parallel
+    from texrnet_jax.models.layers import fusion_boundary
+
+    mesh = parallel.make_mesh()
+    assert mesh.devices.size == 4
+    x = jax.device_put(jnp.ones((8, 4, 4, 2), F32), NamedSharding(mesh, PartitionSpec("data")))
+    anchor = jax.device_put(jnp.ones((2,), F32), NamedSharding(mesh, PartitionSpec()))
+    hlo = jax.jit(lambda x, a: fusion_boundary(x * 2, a) + 1).lower(x, anchor).compile().as_text()
+    assert "conditional" in hlo
+    assert not any(op in hlo for op in ("all-reduce", "all-gather", "collective-permute", "all-to-all"))

@@ -99,7 +99,7 @@ class HighResolutionModule(nnx.Module):
                 else:
                     t = run_sequence(layer, xs[j])
                 y = t if y is None else y + t
-            out.append(layers.fusion_boundary(jax.nn.relu(y)))
+            out.append(layers.fusion_boundary(jax.nn.relu(y), self.branches[i][-1].bn2.scale.value))
         return out
 
 

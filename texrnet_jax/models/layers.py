@@ -200,19 +200,19 @@ def resize_bilinear(x: jax.Array, size: tuple[int, int], align_corners: bool = T
     return x
 
 
-def _cut(x: jax.Array) -> jax.Array:
-    # A conditional XLA cannot fold away (the predicate is data, always true, NaN included: both branches are x).
-    first = x.reshape(-1)[0]
-    return jax.lax.cond(first == first, lambda t: t, lambda t: t * 1, x)
+def _cut(x: jax.Array, anchor: jax.Array) -> jax.Array:
+    # A conditional XLA cannot fold away: the predicate is data (always true, NaN included: both branches are x).
+    a = anchor.reshape(-1)[0]
+    return jax.lax.cond(a == a, lambda t: t, lambda t: t * 1, x)
 
 
-def _fusion_boundary_cpu(x: jax.Array) -> jax.Array:
-    return jax.lax.platform_dependent(x, cpu=_cut, default=lambda t: t)
+def _fusion_boundary_cpu(x: jax.Array, anchor: jax.Array) -> jax.Array:
+    return jax.lax.platform_dependent(x, anchor, cpu=_cut, default=lambda t, _: t)
 
 
 @jax.custom_vjp
-def fusion_boundary(x: jax.Array) -> jax.Array:
-    """Identity whose output XLA:CPU materialises once instead of recomputing it inside every consumer.
+def fusion_boundary(x: jax.Array, anchor: jax.Array) -> jax.Array:
+    """Identity on `x` whose value XLA:CPU materialises once instead of recomputing it inside every consumer.
 
     XLA:CPU fuses cheap elementwise producers into each consumer. Through residual connections, a block's output
     is an elementwise chain (BatchNorm, ReLU, addition) reaching back through every earlier block of the stage, and
@@ -220,11 +220,20 @@ def fusion_boundary(x: jax.Array) -> jax.Array:
     per transpose in HRNet-W48. An optimisation barrier does not stop it (XLA:CPU expands barriers before fusion);
     a conditional does. On other platforms, and in the gradient, this is a plain identity (a conditional costs a
     device-to-host copy of its predicate on GPUs). See docs/benchmarks.md.
+
+    Args:
+        x: the value to materialise.
+        anchor: a small replicated array (a BatchNorm scale) the predicate is read from. Read from `x`, a predicate
+            of a batch-sharded activation would need a collective per call to replicate it.
     """
-    return _fusion_boundary_cpu(x)
+    return _fusion_boundary_cpu(x, anchor)
 
 
-fusion_boundary.defvjp(lambda x: (_fusion_boundary_cpu(x), None), lambda _, g: (g,))
+def _fusion_boundary_fwd(x, anchor):
+    return _fusion_boundary_cpu(x, anchor), anchor
+
+
+fusion_boundary.defvjp(_fusion_boundary_fwd, lambda anchor, g: (g, jnp.zeros_like(anchor)))
 
 
 class BasicBlock(nnx.Module):
@@ -244,7 +253,7 @@ class BasicBlock(nnx.Module):
         y = jax.nn.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
         identity = x if self.downsample is None else self.downsample(x)
-        return fusion_boundary(jax.nn.relu(y + identity))
+        return fusion_boundary(jax.nn.relu(y + identity), self.bn2.scale.value)
 
 
 class Bottleneck(nnx.Module):
@@ -268,7 +277,7 @@ class Bottleneck(nnx.Module):
         y = jax.nn.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
         identity = x if self.downsample is None else self.downsample(x)
-        return fusion_boundary(jax.nn.relu(y + identity))
+        return fusion_boundary(jax.nn.relu(y + identity), self.bn3.scale.value)
 
 
 def _downsample(inplanes: int, out: int, stride: int, dtype, rngs: nnx.Rngs) -> ConvBN | None:
