@@ -9,7 +9,8 @@
   `.1.*` exactly like the reference's `nn.Sequential` and the weight converter stays a leaf-name table.
 * `resize_bilinear`: bilinear resize with `align_corners=True` (the reference's convention everywhere)
   or False, as two small interpolation matrices.
-* `BasicBlock`, `Bottleneck`: residual blocks shared by HRNet and the dilated ResNet.
+* `BasicBlock`, `Bottleneck`: residual blocks shared by HRNet and the dilated ResNet; their outputs pass
+  through `fusion_boundary`, which stops XLA:CPU from recomputing whole residual chains in the backward pass.
 """
 
 from __future__ import annotations
