@@ -170,7 +170,7 @@ def test_bfloat16_conv_bias_gradient_is_accumulated_in_float32():
 def test_fusion_boundary_is_an_exact_identity():
     from texrnet_jax.models.layers import fusion_boundary
 
-    x = jnp.asarray([[np.nan, 1.5, -np.inf], [-0.0, 3e-39, 7.0]], F32)  # NaN first: the predicate is false
+    x = jnp.asarray([[np.nan, 1.5, -np.inf], [-0.0, 3e-39, 7.0]], F32)  # passed through bit for bit
     nan_anchor = jnp.full((4,), jnp.nan, F32)  # NaN: the predicate is false, the other branch is x too
     for anchor in (jnp.ones((4,), F32), nan_anchor):
         y = np.asarray(jax.jit(fusion_boundary)(x, anchor))
