@@ -23,9 +23,17 @@ overrides). Memory: `mem_xla_bytes` is the compiled executable's arguments + out
 (donated) bytes; `mem_device_peak_bytes_in_use` is the accelerator allocator's peak (since process start, it
 cannot be reset); `mem_process_max_rss_bytes` is the host process's peak resident set (also since start).
 
+Side by side with PyTorch (`--torch_python`): before each JAX case the same case runs in a subprocess under the
+given interpreter with `bench/torch_texrnet.py`, a from-spec PyTorch port of the reference models checked against
+the parity fixtures by `bench/check_torch_parity.py` (float32, PyTorch's defaults, `torch.set_num_threads` =
+`--torch_threads`, on CUDA when that interpreter's torch has it). The record gains `torch_median_s`,
+`torch_times_s`, `torch_device` and `ratio_to_torch` (JAX median / PyTorch median, same machine, same run). Only
+the full presets have a port (`TORCH_ARCHS`); the project's own environment stays torch-free.
+
 Usage::
 
     python bench/bench_models.py                                  # full models, all three cases, float32
+    python bench/bench_models.py --torch_python=/path/to/torch-venv/bin/python   # + PyTorch, same cases
     python bench/bench_models.py --models=hrnet_w48 --cases=train_513 --repeats=2 --json_out=/tmp/bench.jsonl
     python bench/bench_models.py --dtype=bfloat16                 # on a GPU/TPU
 """
@@ -38,6 +46,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from typing import Any
@@ -68,6 +77,10 @@ REFERENCE_BATCH = {"hrnet": 5, "deeplab": 8}
 NAMED_CASES = {"eval_512": ("eval", 512, 1), "train_512": ("train", 512, 1), "train_513": ("train", 513, None)}
 MODEL_GROUPS = {"full": "hrnet_w48,deeplab_r101", "tiny": "hrnet_tiny,deeplab_tiny"}
 MODEL_GROUPS["all"] = MODEL_GROUPS["full"] + "," + MODEL_GROUPS["tiny"]
+
+# Backbones `bench/torch_texrnet.py` builds, and the script itself.
+TORCH_ARCHS = ("hrnet_w18", "hrnet_w32", "hrnet_w48", "deeplab_r50", "deeplab_r101")
+TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_texrnet.py")
 
 # Dense peak FLOP/s per device by `device_kind` substring (lower case, first match wins) and compute dtype.
 # NVIDIA figures are the SXM data-sheet numbers without sparsity. The models pin `Precision.HIGHEST` on every
@@ -191,6 +204,28 @@ def compile_train(model: nnx.Module, x: jax.Array, label: jax.Array, pool_bn_eva
     return t1 - t0, t2 - t1, compiled, run
 
 
+def torch_case(torch_python: str, backbone: str, mode: str, size: int, batch: int, repeats: int,
+               threads: int | None) -> dict[str, Any]:
+    """Times one case with the PyTorch port under `torch_python`, in its own process; returns its JSON record.
+
+    Raises RuntimeError naming the interpreter and the case (with the end of its output) when it cannot run.
+    """
+    cmd = [torch_python, TORCH_SCRIPT, f"--arch={backbone}", f"--mode={mode}", f"--size={size}", f"--batch={batch}",
+           f"--repeats={repeats}"]
+    if threads:
+        cmd.append(f"--threads={threads}")
+    what = f"--torch_python={torch_python}: the PyTorch case {backbone} {mode} {size}x{size} batch {batch}"
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise RuntimeError(f"{what} could not start: {e}") from None
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = " | ".join((proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:])
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): {tail}")
+    return json.loads(lines[-1])
+
+
 def parse_cases(spec: str, backbone: str) -> list[tuple[str, str, int, int]]:
     """`--cases` for one backbone as (name, mode, size, batch)."""
     out = []
@@ -212,9 +247,13 @@ def parse_cases(spec: str, backbone: str) -> list[tuple[str, str, int, int]]:
 
 
 def run_case(model: nnx.Module, backbone: str, case: tuple[str, str, int, int], dtype: str, repeats: int,
-             peak_override: float | None) -> dict[str, Any]:
-    """Compiles and times one case; returns its JSON record."""
+             peak_override: float | None, torch_python: str | None = None,
+             torch_threads: int | None = None) -> dict[str, Any]:
+    """Compiles and times one case (first with PyTorch when `torch_python` is set); returns its JSON record."""
     name, mode, size, batch = case
+    # PyTorch first, in a process that has exited (and freed its memory) before JAX allocates for this case.
+    ported = torch_python is not None and backbone in TORCH_ARCHS
+    tr = torch_case(torch_python, backbone, mode, size, batch, repeats, torch_threads) if ported else {}
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(batch, size, size, 3)), jnp.float32)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -245,6 +284,9 @@ def run_case(model: nnx.Module, backbone: str, case: tuple[str, str, int, int], 
         "mfu": round(achieved / peak, 4) if achieved and peak else None,
         **memory_fields(compiled),
         "reference_torch_s": ref, "ratio_to_reference": round(median / ref, 3) if ref else None,
+        "torch_median_s": tr.get("median_s"), "torch_times_s": tr.get("times_s"), "torch_device": tr.get("device"),
+        "torch_threads": tr.get("threads"), "torch_version": tr.get("torch"),
+        "ratio_to_torch": round(median / tr["median_s"], 3) if tr.get("median_s") else None,
         "loadavg_1m_before": round(load, 2) if load is not None else None,
         "machine": machine,
     }
@@ -255,7 +297,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
     """A readable fixed-width table of the records."""
     head = (f"{'model':22s} {'case':11s} {'batch':>5s} {'dtype':>8s} {'compile s':>9s} {'median s':>9s} "
             f"{'img/s':>7s} {'GFLOP/img':>9s} {'TFLOP/s':>8s} {'MFU':>6s} {'XLA MiB':>8s} {'RSS MiB':>8s} "
-            f"{'torch s':>7s} {'ratio':>6s}")
+            f"{'spec s':>6s} {'/spec':>6s} {'torch s':>7s} {'/torch':>6s}")
     lines = [head, "-" * len(head)]
 
     def fmt(v, spec):
@@ -268,11 +310,13 @@ def format_table(records: list[dict[str, Any]]) -> str:
             f"{r['median_s']:9.3f} {r['images_per_s']:7.2f} {fmt(r['gflops_per_image'], '9.1f'):>9s} "
             f"{fmt(r['achieved_tflops'], '8.3f'):>8s} {fmt(r['mfu'], '6.1%'):>6s} "
             f"{fmt(r['mem_xla_bytes'] and r['mem_xla_bytes'] / mib, '8.0f'):>8s} "
-            f"{r['mem_process_max_rss_bytes'] / mib:8.0f} {fmt(r['reference_torch_s'], '7.2f'):>7s} "
-            f"{fmt(r['ratio_to_reference'], '6.2f'):>6s}")
+            f"{r['mem_process_max_rss_bytes'] / mib:8.0f} {fmt(r['reference_torch_s'], '6.2f'):>6s} "
+            f"{fmt(r['ratio_to_reference'], '6.2f'):>6s} {fmt(r.get('torch_median_s'), '7.3f'):>7s} "
+            f"{fmt(r.get('ratio_to_torch'), '6.2f'):>6s}")
     m = records[0]["machine"] if records else machine_info()
     lines.append(f"machine: {m['platform']} / {m['device_kind']} x{m['device_count']}, {m['cpu_count']} CPUs, "
-                 f"jax {m['jax']}; ratio = median / reference PyTorch CPU median (texrnet_reference.md s. 9)")
+                 f"jax {m['jax']}; /spec = median / the reference PyTorch CPU median in texrnet_reference.md s. 9 "
+                 f"(its machine); torch s, /torch = the PyTorch port on this machine in this run (--torch_python)")
     return "\n".join(lines)
 
 
@@ -286,6 +330,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--repeats", type=int, default=3, help="timed calls per case (after one warm-up)")
     p.add_argument("--peak_tflops", type=float, default=None, help="device peak for MFU, overriding PEAK_FLOPS")
     p.add_argument("--json_out", default=None, help="append the JSON lines to this file instead of stdout")
+    p.add_argument("--torch_python", default=None,
+                   help="a Python interpreter with torch: also time every case with bench/torch_texrnet.py under it")
+    p.add_argument("--torch_threads", type=int, default=os.cpu_count(),
+                   help="torch.set_num_threads for the PyTorch cases (default: the CPU count, as the reference timed)")
     args = p.parse_args(argv)
 
     backbones = [m for g in args.models.split(",") for m in MODEL_GROUPS.get(g, g).split(",") if m]
@@ -296,7 +344,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         model = build(backbone, args.dtype)
         n_params = sum(int(np.prod(v.shape)) for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
         for case in cases:
-            record = {**run_case(model, backbone, case, args.dtype, args.repeats, peak_override),
+            record = {**run_case(model, backbone, case, args.dtype, args.repeats, peak_override, args.torch_python,
+                                 args.torch_threads),
                       "params_M": round(n_params / 1e6, 2)}
             records.append(record)
             line = json.dumps(record)

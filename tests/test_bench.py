@@ -57,3 +57,39 @@ def test_parse_cases():
         ("train_513", "train", 513, 8), ("train:512:2", "train", 512, 2)]
     with pytest.raises(ValueError, match="MODE:SIZE:BATCH"):
         bench_models.parse_cases("train_1024", "hrnet_w48")
+
+
+def _fake_interpreter(path, body: str):
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_torch_side_by_side(tmp_path, capsys, monkeypatch, fast_compile):
+    # A stand-in for a torch interpreter: records its arguments and answers like bench/torch_texrnet.py does.
+    args_file = tmp_path / "args"
+    fake = _fake_interpreter(tmp_path / "python", f'echo "$@" > {args_file}\necho "some log line"\n'
+                             'echo \'{"impl": "torch", "median_s": 0.5, "times_s": [0.5], "device": "cpu", '
+                             '"threads": 3, "torch": "2.13.0+cpu"}\'\n')
+    monkeypatch.setattr(bench_models, "TORCH_ARCHS", ("deeplab_tiny",))
+    records = bench_models.main(["--models=deeplab_tiny,hrnet_tiny", "--cases=eval:65:1", "--repeats=1",
+                                 f"--torch_python={fake}", "--torch_threads=3"])
+    script, *flags = args_file.read_text().split()
+    assert script == bench_models.TORCH_SCRIPT
+    assert flags == ["--arch=deeplab_tiny", "--mode=eval", "--size=65", "--batch=1", "--repeats=1", "--threads=3"]
+    ported, unported = records
+    assert ported["torch_median_s"] == 0.5 and ported["torch_threads"] == 3 and ported["torch_device"] == "cpu"
+    assert ported["ratio_to_torch"] == pytest.approx(ported["median_s"] / 0.5, abs=1e-3)  # rounded to 3 places
+    assert unported["torch_median_s"] is None and unported["ratio_to_torch"] is None  # no PyTorch port of it
+    table = capsys.readouterr().out
+    assert "/torch" in table and "0.500" in table
+
+
+def test_torch_case_errors_name_the_interpreter_and_case(tmp_path):
+    broken = _fake_interpreter(tmp_path / "python",
+                               "echo \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
+    with pytest.raises(RuntimeError, match=r"--torch_python=.*python: the PyTorch case hrnet_w48 train 512x512 "
+                                           r"batch 1 failed \(exit 1\): ModuleNotFoundError: No module named 'torch'"):
+        bench_models.torch_case(broken, "hrnet_w48", "train", 512, 1, 1, 2)
+    with pytest.raises(RuntimeError, match="could not start"):
+        bench_models.torch_case(str(tmp_path / "missing"), "hrnet_w48", "eval", 512, 1, 1, None)
