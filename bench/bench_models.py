@@ -28,7 +28,8 @@ given interpreter with `bench/torch_texrnet.py`, a from-spec PyTorch port of the
 the parity fixtures by `bench/check_torch_parity.py` (float32, PyTorch's defaults, `torch.set_num_threads` =
 `--torch_threads`, on CUDA when that interpreter's torch has it). The record gains `torch_median_s`,
 `torch_times_s`, `torch_device` and `ratio_to_torch` (JAX median / PyTorch median, same machine, same run). Only
-the full presets have a port (`TORCH_ARCHS`); the project's own environment stays torch-free.
+the full presets have a port (`TORCH_ARCHS`); the project's own environment stays torch-free. With it, JAX does
+not preallocate accelerator memory (`XLA_PYTHON_CLIENT_PREALLOCATE=false`), so the PyTorch process finds it free.
 
 Usage::
 
@@ -337,6 +338,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                    help="torch.set_num_threads for the PyTorch cases (default: the CPU count, as the reference timed)")
     args = p.parse_args(argv)
 
+    if args.torch_python:
+        # PyTorch runs in a child process while this one holds the accelerator: without this JAX would have
+        # reserved most of its memory already (read when the backend starts, which is after this line).
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     backbones = [m for g in args.models.split(",") for m in MODEL_GROUPS.get(g, g).split(",") if m]
     peak_override = args.peak_tflops * 1e12 if args.peak_tflops else None
     records = []

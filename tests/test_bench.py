@@ -5,6 +5,7 @@ to batch / median time, train FLOPs above eval FLOPs).
 """
 
 import json
+import os
 
 import pytest
 
@@ -72,6 +73,7 @@ def test_torch_side_by_side(tmp_path, capsys, monkeypatch, fast_compile):
                              'echo \'{"impl": "torch", "median_s": 0.5, "times_s": [0.5], "device": "cpu", '
                              '"threads": 3, "torch": "2.13.0+cpu"}\'\n')
     monkeypatch.setattr(bench_models, "TORCH_ARCHS", ("deeplab_tiny",))
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)  # restored after the test
     records = bench_models.main(["--models=deeplab_tiny,hrnet_tiny", "--cases=eval:65:1", "--repeats=1",
                                  f"--torch_python={fake}", "--torch_threads=3"])
     script, *flags = args_file.read_text().split()
@@ -83,6 +85,8 @@ def test_torch_side_by_side(tmp_path, capsys, monkeypatch, fast_compile):
     assert unported["torch_median_s"] is None and unported["ratio_to_torch"] is None  # no PyTorch port of it
     table = capsys.readouterr().out
     assert "/torch" in table and "0.500" in table
+    # PyTorch's process shares the accelerator with this one: JAX must not have reserved most of its memory.
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
 
 
 def test_torch_case_errors_name_the_interpreter_and_case(tmp_path):
