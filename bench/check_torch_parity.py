@@ -74,11 +74,16 @@ class Report:
         print(f"  {'ok  ' if ok else 'FAIL'} {name:58s} {'identical' if ok else 'DIFFERENT'}")
 
 
+def fixture_model(arch: str, d) -> T.TexRNet:
+    """`build(arch)` with the fixture's `state_dict/*` weights loaded strictly."""
+    model = T.build(arch)
+    T.load_reference_state_dict(model, d)
+    return model
+
+
 def float64_train_grads(arch: str, d) -> dict[str, np.ndarray]:
     """Gradients of `train/total` from this port run in float64 on the fixture's training batch."""
-    model = T.build(arch)
-    T.load_reference_state_dict(model, {k: d[k] for k in d.files if k.startswith("state_dict/")})
-    model = model.double()
+    model = fixture_model(arch, d).double()
     model.train()
     T.set_dropout(model, False)
     out = model(torch.from_numpy(d["train/input"]).double(), torch.from_numpy(d["train/label"]))
@@ -89,8 +94,7 @@ def float64_train_grads(arch: str, d) -> dict[str, np.ndarray]:
 def check_fixture(arch: str, path: str, report: Report) -> None:
     d = np.load(path)
     print(f"{arch}: {path}")
-    model = T.build(arch)
-    T.load_reference_state_dict(model, {k: d[k] for k in d.files if k.startswith("state_dict/")})
+    model = fixture_model(arch, d)
 
     # Eval mode: outputs as the reference returns them, and the intermediate feature and logits.
     model.eval()

@@ -17,7 +17,8 @@ What it reproduces:
   `lossrfn` and `lossrfntri` (section 3): the label is downsampled to stride 4 with the reference's nearest rule,
   the ignore label is 999, and the trimap term keeps only the 4-neighbour label-change band.
 * `make_optimizer(model, arch)`: SGD with momentum 0.9 and weight decay 5e-4 on every parameter, with the
-  reference LR groups (backbone x1; ASPP, decoder and refinement head x10); `lr_at(i)` is the reference schedule.
+  reference LR groups (backbone x1; ASPP, decoder and refinement head x10) at the base LR (the schedule does not
+  change a step's cost).
 * `train_step(model, opt, x, label)`: zero_grad -> forward -> `1 * sem + 0.5 * rfn + 0.5 * trimap` -> backward
   -> step, the step timed in section 9. At batch 1 the DeepLab ASPP image-pooling BN sees one value per channel,
   which raises in training mode (in the reference too); as in the reference's timing, that one BN then runs in
@@ -490,34 +491,20 @@ def lr_groups(arch: str) -> tuple[tuple[str, float], ...]:
     return (("deeplab.resnet.", 1.0), ("deeplab.aspp.", 10.0), ("deeplab.decoder.", 10.0), ("semrfnhead.", 10.0))
 
 
-def lr_at(i: int, base_lr: float = BASE_LR, warmup: int = 500, decay: int = 20000, power: float = 0.9) -> float:
-    """The reference LR at iteration i: linear warm-up from 0, then poly decay; afterwards the last value."""
-    if i < warmup:
-        return base_lr * i / warmup
-    j = min(i - warmup, decay - 1)
-    return base_lr * (1 - j / decay) ** power
-
-
 def make_optimizer(model: nn.Module, arch: str, base_lr: float = BASE_LR) -> torch.optim.SGD:
     """SGD (momentum 0.9, dampening 0, no Nesterov, weight decay 5e-4 on all parameters incl. BN and biases)
-    with one parameter group per LR group; each group's `lr` is `base_lr * mult` (its `lr_mult` is kept)."""
+    with one parameter group per LR group; each group's `lr` is `base_lr * mult`."""
     groups = []
     named = dict(model.named_parameters())
     taken = set()
     for prefix, mult in lr_groups(arch):
         params = [p for n, p in named.items() if n.startswith(prefix)]
         taken.update(n for n in named if n.startswith(prefix))
-        groups.append({"params": params, "lr": base_lr * mult, "lr_mult": mult, "name": prefix.rstrip(".")})
+        groups.append({"params": params, "lr": base_lr * mult, "name": prefix.rstrip(".")})
     missing = sorted(set(named) - taken)
     if missing:
         raise ValueError(f"parameters outside every LR group: {missing[:5]}")
     return torch.optim.SGD(groups, lr=base_lr, momentum=0.9, weight_decay=5e-4, dampening=0, nesterov=False)
-
-
-def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    """Sets every group's LR to `lr * lr_mult` (e.g. `set_lr(opt, lr_at(i))`)."""
-    for g in opt.param_groups:
-        g["lr"] = lr * g["lr_mult"]
 
 
 def train_step(model: TexRNet, opt: torch.optim.Optimizer, x: torch.Tensor, label: torch.Tensor,
