@@ -60,6 +60,9 @@ def main(argv):
         # Warnings and errors only by default (Orbax and TFDS log every save and read at INFO); --verbosity=0
         # restores INFO. (A flag default set before app.run does not survive absl's own logging setup.)
         logging.set_verbosity(logging.WARNING)
+    from texrnet_jax import host_memory
+
+    host_memory.keep_freed_host_memory()  # before JAX starts its threads (see the module)
     from texrnet_jax import train
 
     try:

@@ -21,7 +21,9 @@ executable, so they count what XLA runs (both passes and the update for training
 FLOP/s by the dense peak of the device kind and compute dtype in `PEAK_FLOPS` (none for CPUs; `--peak_tflops`
 overrides). Memory: `mem_xla_bytes` is the compiled executable's arguments + outputs + temporaries - aliased
 (donated) bytes; `mem_device_peak_bytes_in_use` is the accelerator allocator's peak (since process start, it
-cannot be reset); `mem_process_max_rss_bytes` is the host process's peak resident set (also since start).
+cannot be reset); `mem_process_max_rss_bytes` is the host process's peak resident set (also since start). Like
+`run.py`, the benchmark first makes glibc keep freed memory (`texrnet_jax.host_memory`; `machine.host_memory_kept`
+in the record), so that XLA:CPU's per-call buffers are not page-faulted in again on every call.
 
 Side by side with PyTorch (`--torch_python`): before each JAX case the same case runs in a subprocess under the
 given interpreter with `bench/torch_texrnet.py`, a from-spec PyTorch port of the reference models checked against
@@ -60,7 +62,7 @@ from flax import nnx
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import base  # noqa: E402
-from texrnet_jax import optim, train  # noqa: E402
+from texrnet_jax import host_memory, optim, train  # noqa: E402
 from texrnet_jax.models import build_model  # noqa: E402
 
 # Reference PyTorch 2.13 CPU medians on a 2-core machine of this project's kind (texrnet_reference.md s. 9),
@@ -113,7 +115,8 @@ def machine_info() -> dict[str, Any]:
     dev = jax.devices()[0]
     return {"platform": dev.platform, "device_kind": dev.device_kind, "device_count": jax.device_count(),
             "cpu_count": os.cpu_count(), "arch": platform.machine(), "jax": jax.__version__,
-            "matmul_precision": jax.config.jax_default_matmul_precision}
+            "matmul_precision": jax.config.jax_default_matmul_precision,
+            "host_memory_kept": host_memory.active()}
 
 
 def xla_flops(compiled) -> float | None:
@@ -338,6 +341,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                    help="torch.set_num_threads for the PyTorch cases (default: the CPU count, as the reference timed)")
     args = p.parse_args(argv)
 
+    # XLA:CPU's per-call buffers reuse freed memory instead of page-faulting it in again (texrnet_jax/host_memory.py;
+    # TEXRNET_KEEP_HOST_MEMORY=0 measures without). Before the first computation starts JAX's threads.
+    host_memory.keep_freed_host_memory()
     if args.torch_python:
         # PyTorch runs in a child process while this one holds the accelerator: without this JAX would have
         # reserved most of its memory already (read when the backend starts, which is after this line).

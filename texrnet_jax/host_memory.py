@@ -1,0 +1,63 @@
+"""Keep freed host memory in the process, so XLA:CPU's per-call buffers stop page-faulting.
+
+On the CPU backend every call of a compiled function allocates its temporary buffer afresh (2.4 GiB for the
+HRNet-W48 training step at 512x512) and frees it on return. glibc serves such blocks with ``mmap`` and hands
+them back with ``munmap``: threads other than the main one allocate from secondary arenas, which ``mmap`` any
+block above 64 MiB whatever ``M_MMAP_MAX`` says, and the main arena trims a large free top of its heap. The
+next call then touches every page anew: about 650,000 page faults and 1.5-1.8 s of kernel time per W48 step on
+the 2-core benchmark machine (docs/benchmarks.md).
+
+:func:`keep_freed_host_memory` sets three glibc options with ``mallopt``: one arena for all threads
+(``M_ARENA_MAX``), no ``mmap`` for large blocks (``M_MMAP_MAX``) and no trimming (``M_TRIM_THRESHOLD``), so a
+freed buffer stays mapped and the next call reuses it. The price is that the process keeps its peak heap, which
+XLA's accelerator allocators do anyway. It must run before JAX's backend starts its threads: a thread keeps the
+arena it got at its first allocation. ``run.py`` and the benchmarks call it first thing.
+
+It does nothing, and returns False, off glibc, when ``TEXRNET_KEEP_HOST_MEMORY=0``, or when the environment
+already sets glibc's malloc options (``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_`` or
+``glibc.malloc`` tunables), which then win.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+# mallopt parameter numbers from glibc's <malloc.h>.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
+
+OPT_OUT_ENV = "TEXRNET_KEEP_HOST_MEMORY"
+_USER_MALLOC_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+
+_applied = False
+
+
+def keep_freed_host_memory() -> bool:
+    """Configures glibc malloc to reuse freed memory instead of unmapping it; True if it did (or had)."""
+    global _applied
+    if _applied:
+        return True
+    if os.environ.get(OPT_OUT_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if any(name in os.environ for name in _USER_MALLOC_ENV) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    # -1 as the trim threshold becomes SIZE_MAX inside glibc (the parameter is converted to size_t): never trim.
+    ok = mallopt(_M_ARENA_MAX, 1) == 1 and mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, -1) == 1
+    _applied = ok
+    return ok
+
+
+def active() -> bool:
+    """Whether :func:`keep_freed_host_memory` has configured this process."""
+    return _applied
