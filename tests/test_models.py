@@ -238,3 +238,34 @@ def test_fusion_boundary_needs_no_collective_on_a_sharded_batch():
     hlo = jax.jit(lambda x, a: fusion_boundary(x * 2, a) + 1).lower(x, anchor).compile().as_text()
     assert "conditional" in hlo
     assert not any(op in hlo for op in ("all-reduce", "all-gather", "collective-permute", "all-to-all"))
+
+
+@pytest.mark.parametrize("kernel_size,stride,dilation,use_bias", [(3, 1, 1, False), (3, 2, 1, True), (3, 1, 2, False),
+                                                                   (5, 1, 1, False)])
+def test_per_sample_kernel_grad_equals_xla_gradient(monkeypatch, kernel_size, stride, dilation, use_bias):
+    """The single-CPU-device path sums per-sample kernel gradients; both gradients must be XLA's own."""
+    from texrnet_jax.models import layers
+
+    conv = layers.Conv2d(4, 5, kernel_size, stride=stride, dilation=dilation, use_bias=use_bias, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(conv, nnx.Param)
+    x = jax.random.normal(jax.random.key(1), (3, 12, 12, 4), F32)
+    ct = jax.random.normal(jax.random.key(2), conv(x).shape, F32)
+
+    def grads():
+        return jax.jit(jax.grad(lambda p, x: jnp.sum(nnx.merge(graphdef, p)(x) * ct), argnums=(0, 1)))(params, x)
+
+    reference = grads()
+    monkeypatch.setattr(layers, "per_sample_kernel_grad", lambda *a, **k: True)
+    per_sample = grads()
+    for a, b in zip(jax.tree.leaves(per_sample), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_per_sample_kernel_grad_only_for_large_maps_on_one_cpu_device(monkeypatch):
+    from texrnet_jax.models.layers import per_sample_kernel_grad
+
+    assert not per_sample_kernel_grad((5, 128, 128, 48))  # the tests' 4 devices: a batch may be sharded
+    monkeypatch.setattr(jax, "device_count", lambda backend=None: 1)
+    assert per_sample_kernel_grad((5, 128, 128, 48)) and per_sample_kernel_grad((8, 65, 65, 256), 2)
+    assert not per_sample_kernel_grad((1, 128, 128, 48))  # one sample: nothing to split
+    assert not per_sample_kernel_grad((5, 16, 16, 384))  # small maps are faster in XLA's batched form

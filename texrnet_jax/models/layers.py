@@ -72,21 +72,66 @@ class Conv2d(nnx.Module):
         if self.kernel_size == 1 and self.stride == 1 and self.padding == 0:
             y = jnp.einsum("nhwc,cd->nhwd", x, w[0, 0], precision=_precision(self.dtype))
         else:
-            p = self.padding
-            y = jax.lax.conv_general_dilated(
-                x,
-                w,
-                window_strides=(self.stride, self.stride),
-                padding=((p, p), (p, p)),
-                rhs_dilation=(self.dilation, self.dilation),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                precision=_precision(self.dtype),
-            )
+            conv = _conv_per_sample_kernel_grad if per_sample_kernel_grad(x.shape, self.stride) else _conv
+            y = conv(x, w, self.stride, self.padding, self.dilation, _precision(self.dtype))
         if self.bias is not None:
             # Added in float32: the bias gradient is a sum over every output pixel, and XLA reduces a bfloat16
             # cotangent in bfloat16 (on CPU a sum of 10,000 ones comes out as 1,024).
             y = (y.astype(jnp.float32) + self.bias.value).astype(self.dtype)
         return y
+
+
+def _conv(x, w, stride: int, padding: int, dilation: int, precision) -> jax.Array:
+    return jax.lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=(stride, stride),
+        padding=((padding, padding), (padding, padding)),
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=precision,
+    )
+
+
+# Kernel gradients per sample on a single CPU device, for feature maps of at least this many output pixels.
+PER_SAMPLE_KERNEL_GRAD_MIN_PIXELS = 32 * 32
+
+
+def per_sample_kernel_grad(x_shape, stride: int = 1) -> bool:
+    """Whether `Conv2d` computes its kernel gradient as a sum of per-sample kernel gradients.
+
+    XLA:CPU's kernel-gradient convolution slows down far more than linearly with the batch: for 48 channels at
+    128x128 one sample takes about 10 ms and five take 390 ms, where five single-sample gradients summed take
+    85 ms; 304->256 channels at 128x128, batch 8: 3.7 s against 1.4 s (docs/benchmarks.md). Smaller maps
+    (16x16) lose. Only on a single CPU device: the per-sample slices of a batch sharded over several devices
+    would each live on one device.
+    """
+    n, h, w = x_shape[0], x_shape[1], x_shape[2]
+    return (n > 1 and (h // stride) * (w // stride) >= PER_SAMPLE_KERNEL_GRAD_MIN_PIXELS
+            and jax.device_count() == 1 and jax.default_backend() == "cpu")
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_per_sample_kernel_grad(x, w, stride, padding, dilation, precision):
+    return _conv(x, w, stride, padding, dilation, precision)
+
+
+def _conv_psk_fwd(x, w, stride, padding, dilation, precision):
+    return _conv(x, w, stride, padding, dilation, precision), (x, w)
+
+
+def _conv_psk_bwd(stride, padding, dilation, precision, res, g):
+    x, w = res
+    conv = functools.partial(_conv, stride=stride, padding=padding, dilation=dilation, precision=precision)
+    dx = jax.vjp(lambda x_: conv(x_, w), x)[1](g)[0]
+    dw = None
+    for i in range(x.shape[0]):  # unrolled: XLA:CPU runs each single-sample gradient at full speed
+        dw_i = jax.vjp(functools.partial(conv, x[i:i + 1]), w)[1](g[i:i + 1])[0].astype(jnp.float32)
+        dw = dw_i if dw is None else dw + dw_i
+    return dx, dw.astype(w.dtype)
+
+
+_conv_per_sample_kernel_grad.defvjp(_conv_psk_fwd, _conv_psk_bwd)
 
 
 class BatchNorm(nnx.Module):
