@@ -62,7 +62,8 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     from texrnet_jax import host_memory
 
-    host_memory.keep_freed_host_memory()  # before JAX starts its threads (see the module)
+    if host_memory.requested():  # TEXRNET_KEEP_HOST_MEMORY=1; before JAX starts its threads (see the module)
+        host_memory.keep_freed_host_memory()
     from texrnet_jax import train
 
     try:

@@ -72,6 +72,16 @@ def test_user_malloc_settings_win():
     assert not out["kept"] and not out["active"]
 
 
+def test_requested_only_by_an_explicit_yes(monkeypatch):
+    from texrnet_jax import host_memory
+
+    for value, expected in (("1", True), ("true", True), ("0", False), ("", False)):
+        monkeypatch.setenv("TEXRNET_KEEP_HOST_MEMORY", value)
+        assert host_memory.requested() is expected
+    monkeypatch.delenv("TEXRNET_KEEP_HOST_MEMORY")
+    assert not host_memory.requested()
+
+
 def test_run_py_and_benchmark_set_it_before_jax_starts():
     # run.py imports the training code (and with it jax) only after the call; the benchmark records the state.
     run_py = (REPO_ROOT / "run.py").read_text()

@@ -11,7 +11,13 @@ the 2-core benchmark machine (docs/benchmarks.md).
 (``M_ARENA_MAX``), no ``mmap`` for large blocks (``M_MMAP_MAX``) and no trimming (``M_TRIM_THRESHOLD``), so a
 freed buffer stays mapped and the next call reuses it. The price is that the process keeps its peak heap, which
 XLA's accelerator allocators do anyway. It must run before JAX's backend starts its threads: a thread keeps the
-arena it got at its first allocation. ``run.py`` and the benchmarks call it first thing.
+arena it got at its first allocation.
+
+It is not always a gain (probably because one arena makes threads that allocate a lot beside XLA contend for
+its lock). The
+quickstart job (a tiny model, small buffers, the input pipeline in the training process) ran its first 300 steps
+in 121-152 s with it against 114-120 s without. ``bench/bench_models.py`` calls it first thing; ``run.py`` calls it
+when ``TEXRNET_KEEP_HOST_MEMORY=1`` (:func:`requested`), which is the setting for large models trained on CPUs.
 
 It does nothing, and returns False, off glibc, when ``TEXRNET_KEEP_HOST_MEMORY=0``, or when the environment
 already sets glibc's malloc options (``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_`` or
@@ -29,10 +35,15 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 
-OPT_OUT_ENV = "TEXRNET_KEEP_HOST_MEMORY"
+ENV = "TEXRNET_KEEP_HOST_MEMORY"
 _USER_MALLOC_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 _applied = False
+
+
+def requested() -> bool:
+    """Whether the environment asks for :func:`keep_freed_host_memory` (``TEXRNET_KEEP_HOST_MEMORY=1``)."""
+    return os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def keep_freed_host_memory() -> bool:
@@ -40,7 +51,7 @@ def keep_freed_host_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if os.environ.get(OPT_OUT_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
     if any(name in os.environ for name in _USER_MALLOC_ENV) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
