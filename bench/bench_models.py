@@ -21,9 +21,10 @@ executable, so they count what XLA runs (both passes and the update for training
 FLOP/s by the dense peak of the device kind and compute dtype in `PEAK_FLOPS` (none for CPUs; `--peak_tflops`
 overrides). Memory: `mem_xla_bytes` is the compiled executable's arguments + outputs + temporaries - aliased
 (donated) bytes; `mem_device_peak_bytes_in_use` is the accelerator allocator's peak (since process start, it
-cannot be reset); `mem_process_max_rss_bytes` is the host process's peak resident set (also since start). Like
-`run.py`, the benchmark first makes glibc keep freed memory (`texrnet_jax.host_memory`; `machine.host_memory_kept`
-in the record), so that XLA:CPU's per-call buffers are not page-faulted in again on every call.
+cannot be reset); `mem_process_max_rss_bytes` is the host process's peak resident set (also since start). The
+benchmark first makes glibc keep freed memory (`texrnet_jax.host_memory`; `machine.host_memory_kept` in the record;
+`TEXRNET_KEEP_HOST_MEMORY=0` measures without), so that XLA:CPU's per-call buffers are not page-faulted in again
+on every call. `run.py` does the same only with `TEXRNET_KEEP_HOST_MEMORY=1`.
 
 Side by side with PyTorch (`--torch_python`): before each JAX case the same case runs in a subprocess under the
 given interpreter with `bench/torch_texrnet.py`, a from-spec PyTorch port of the reference models checked against

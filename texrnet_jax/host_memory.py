@@ -14,10 +14,10 @@ XLA's accelerator allocators do anyway. It must run before JAX's backend starts 
 arena it got at its first allocation.
 
 It is not always a gain (probably because one arena makes threads that allocate a lot beside XLA contend for
-its lock). The
-quickstart job (a tiny model, small buffers, the input pipeline in the training process) ran its first 300 steps
-in 121-152 s with it against 114-120 s without. ``bench/bench_models.py`` calls it first thing; ``run.py`` calls it
-when ``TEXRNET_KEEP_HOST_MEMORY=1`` (:func:`requested`), which is the setting for large models trained on CPUs.
+its lock). The quickstart job (a tiny model, small buffers, the input pipeline in the training process) ran its
+first 300 steps in 121-152 s with it against 114-120 s without. ``bench/bench_models.py`` calls it first thing;
+``run.py`` calls it when ``TEXRNET_KEEP_HOST_MEMORY=1`` (:func:`requested`), which is the setting for large models
+trained on CPUs.
 
 It does nothing, and returns False, off glibc, when ``TEXRNET_KEEP_HOST_MEMORY=0``, or when the environment
 already sets glibc's malloc options (``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_`` or
@@ -41,9 +41,13 @@ _USER_MALLOC_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHO
 _applied = False
 
 
+def _env_setting() -> str:
+    return os.environ.get(ENV, "").strip().lower()
+
+
 def requested() -> bool:
     """Whether the environment asks for :func:`keep_freed_host_memory` (``TEXRNET_KEEP_HOST_MEMORY=1``)."""
-    return os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return _env_setting() in ("1", "true", "yes", "on")
 
 
 def keep_freed_host_memory() -> bool:
@@ -51,7 +55,7 @@ def keep_freed_host_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if _env_setting() in ("0", "false", "no", "off"):
         return False
     if any(name in os.environ for name in _USER_MALLOC_ENV) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
