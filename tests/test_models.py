@@ -240,25 +240,95 @@ def test_fusion_boundary_needs_no_collective_on_a_sharded_batch():
     assert not any(op in hlo for op in ("all-reduce", "all-gather", "collective-permute", "all-to-all"))
 
 
-@pytest.mark.parametrize("kernel_size,stride,dilation,use_bias", [(3, 1, 1, False), (3, 2, 1, True), (3, 1, 2, False),
-                                                                   (5, 1, 1, False)])
-def test_per_sample_kernel_grad_equals_xla_gradient(monkeypatch, kernel_size, stride, dilation, use_bias):
-    """The single-CPU-device path sums per-sample kernel gradients; both gradients must be XLA's own."""
-    from texrnet_jax.models import layers
-
-    conv = layers.Conv2d(4, 5, kernel_size, stride=stride, dilation=dilation, use_bias=use_bias, rngs=nnx.Rngs(0))
+def _conv_and_grads(conv, x):
+    """Output, parameter gradients and input gradient of `conv` at `x` under a fixed random cotangent."""
     graphdef, params = nnx.split(conv, nnx.Param)
-    x = jax.random.normal(jax.random.key(1), (3, 12, 12, 4), F32)
     ct = jax.random.normal(jax.random.key(2), conv(x).shape, F32)
 
-    def grads():
-        return jax.jit(jax.grad(lambda p, x: jnp.sum(nnx.merge(graphdef, p)(x) * ct), argnums=(0, 1)))(params, x)
+    def loss(p, x):
+        return jnp.sum(nnx.merge(graphdef, p)(x) * ct)
 
-    reference = grads()
-    monkeypatch.setattr(layers, "per_sample_kernel_grad", lambda *a, **k: True)
-    per_sample = grads()
-    for a, b in zip(jax.tree.leaves(per_sample), jax.tree.leaves(reference), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    y = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))(params, x)
+    return y, jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+
+
+def _xla_conv_and_grads(conv, x):
+    """The same through XLA's own convolution and its autodiff gradients."""
+    from texrnet_jax.models import layers
+
+    def f(w, b, x):
+        y = layers._conv(x, w, conv.stride, conv.padding, conv.dilation, jax.lax.Precision.HIGHEST)
+        return y if b is None else y + b
+
+    b = None if conv.bias is None else conv.bias[...]
+    y = f(conv.kernel[...], b, x)
+    ct = jax.random.normal(jax.random.key(2), y.shape, F32)
+    return y, jax.grad(lambda w, b, x: jnp.sum(f(w, b, x) * ct), argnums=(0, 1, 2))(conv.kernel[...], b, x)
+
+
+def _assert_same_conv(conv, x, atol=2e-5):
+    y, (g_params, g_x) = _conv_and_grads(conv, x)
+    y_ref, (g_w, g_b, g_x_ref) = _xla_conv_and_grads(conv, x)
+    np.testing.assert_allclose(np.asarray(y), np.asarray(y_ref), rtol=1e-5, atol=atol)
+    np.testing.assert_allclose(np.asarray(g_params["kernel"][...]), np.asarray(g_w), rtol=1e-5, atol=atol)
+    np.testing.assert_allclose(np.asarray(g_x), np.asarray(g_x_ref), rtol=1e-5, atol=atol)
+    if g_b is not None:
+        np.testing.assert_allclose(np.asarray(g_params["bias"][...]), np.asarray(g_b), rtol=1e-5, atol=atol)
+
+
+@pytest.mark.parametrize("method,kernel_size,stride,dilation,padding,use_bias", [
+    ("per_sample", 3, 1, 1, None, False), ("per_sample", 3, 2, 1, None, True), ("per_sample", 5, 1, 1, None, False),
+    ("taps", 3, 1, 1, None, True), ("taps", 5, 1, 1, None, False), ("taps", 3, 1, 1, 0, False),
+    ("taps", 3, 1, 1, 2, False)])
+def test_own_kernel_grads_equal_xla_gradient(monkeypatch, method, kernel_size, stride, dilation, padding, use_bias):
+    """Per-sample and per-tap kernel gradients (the single-CPU-device paths) must be XLA's gradients."""
+    from texrnet_jax.models import layers
+
+    conv = layers.Conv2d(4, 5, kernel_size, stride=stride, dilation=dilation, padding=padding, use_bias=use_bias,
+                         rngs=nnx.Rngs(0))
+    monkeypatch.setattr(layers, "kernel_grad_method", lambda *a, **k: method)
+    _assert_same_conv(conv, jax.random.normal(jax.random.key(1), (3, 12, 11, 4), F32))
+
+
+@pytest.mark.parametrize("size,dilation", [(12, 2), (10, 6), (9, 12), (7, 24)])
+def test_dilated_conv_as_taps_equals_xla_conv(size, dilation):
+    """On CPU a dilated conv runs as per-tap products, skipping taps that read only padding; values and
+    gradients must be XLA's convolution's, down to a map smaller than the dilation (only the centre tap left)."""
+    from texrnet_jax.models import layers
+
+    conv = layers.Conv2d(6, 7, 3, dilation=dilation, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, size, size + 1, 6), F32)
+    assert layers.dilated_as_taps(1, dilation)
+    assert "conv_general_dilated" not in str(jax.make_jaxpr(conv)(x))
+    _assert_same_conv(conv, x)
+
+
+@pytest.mark.parametrize("size", [8, 9])
+def test_strided_1x1_conv_is_a_subsample_and_product(size):
+    from texrnet_jax.models import layers
+
+    conv = layers.Conv2d(6, 5, 1, stride=2, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, size, size, 6), F32)
+    assert conv(x).shape == (2, (size + 1) // 2, (size + 1) // 2, 5)
+    assert "conv_general_dilated" not in str(jax.make_jaxpr(conv)(x))
+    _assert_same_conv(conv, x)
+
+
+def test_kernel_grad_method_follows_the_measured_crossovers(monkeypatch):
+    from texrnet_jax.models.layers import kernel_grad_method
+
+    # The tests' 4 devices: a batch may be sharded, so XLA's own gradient.
+    assert kernel_grad_method((5, 128, 128, 48), (3, 3, 48, 48)) == "xla"
+    monkeypatch.setattr(jax, "device_count", lambda backend=None: 1)
+    assert kernel_grad_method((1, 128, 128, 304), (3, 3, 304, 256)) == "taps"  # the DeepLab decoder
+    assert kernel_grad_method((8, 129, 129, 304), (3, 3, 304, 256)) == "taps"
+    assert kernel_grad_method((1, 32, 32, 256), (3, 3, 256, 256)) == "xla"  # small maps: a tie at best
+    assert kernel_grad_method((1, 128, 128, 48), (3, 3, 48, 48)) == "xla"  # HRNet: slower in the full step
+    assert kernel_grad_method((5, 128, 128, 48), (3, 3, 48, 48)) == "per_sample"
+    assert kernel_grad_method((5, 128, 128, 64), (3, 3, 64, 64)) == "per_sample"
+    assert kernel_grad_method((5, 128, 128, 725), (5, 5, 725, 64)) == "per_sample"
+    assert kernel_grad_method((1, 128, 128, 725), (5, 5, 725, 64)) == "xla"
+    assert kernel_grad_method((5, 128, 128, 48), (3, 3, 48, 96), stride=2) == "per_sample"
 
 
 def test_per_sample_kernel_grad_only_for_large_maps_on_one_cpu_device(monkeypatch):
