@@ -2,7 +2,8 @@
 
 * `Conv2d`: NHWC convolution with explicit symmetric padding `dilation * (k - 1) // 2` (never 'SAME',
   which pads (0, 1) for stride-2 convs on even sizes) and PyTorch's default initialisation.
-  1x1 stride-1 convolutions run as a matrix product, which XLA:CPU executes far faster.
+  1x1 convolutions run as a (subsample and) matrix product, which XLA:CPU executes far faster; on CPU, dilated
+  ones run as per-tap products and some kernel gradients have their own forms (`kernel_grad_method`).
 * `BatchNorm`: PyTorch `BatchNorm2d` (eps 1e-5, momentum 0.1): training normalises with the biased
   batch variance and updates the running variance with the *unbiased* one.
 * `ConvBN`: a (conv, BN[, ReLU]) pair stored as an `nnx.List`, so its state paths are `.0.*` and
