@@ -122,6 +122,8 @@ PER_SAMPLE_KERNEL_GRAD_MIN_PIXELS = 32 * 32
 # Kernel gradients as per-tap products on a single CPU device, for maps and channel counts of at least these sizes.
 TAPS_KERNEL_GRAD_MIN_PIXELS = 64 * 64
 TAPS_KERNEL_GRAD_MIN_CHANNELS = 256
+
+
 def per_sample_kernel_grad(x_shape, stride: int = 1) -> bool:
     """Whether `Conv2d` computes its kernel gradient as a sum of per-sample kernel gradients.
 
