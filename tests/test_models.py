@@ -279,9 +279,10 @@ def _assert_same_conv(conv, x, atol=2e-5):
 @pytest.mark.parametrize("method,kernel_size,stride,dilation,padding,use_bias", [
     ("per_sample", 3, 1, 1, None, False), ("per_sample", 3, 2, 1, None, True), ("per_sample", 5, 1, 1, None, False),
     ("taps", 3, 1, 1, None, True), ("taps", 5, 1, 1, None, False), ("taps", 3, 1, 1, 0, False),
-    ("taps", 3, 1, 1, 2, False)])
+    ("taps", 3, 1, 1, 2, False), ("shifted", 3, 1, 1, None, True), ("shifted", 5, 1, 1, None, False),
+    ("shifted", 3, 1, 1, 0, False), ("shifted", 3, 1, 1, 2, False)])
 def test_own_kernel_grads_equal_xla_gradient(monkeypatch, method, kernel_size, stride, dilation, padding, use_bias):
-    """Per-sample and per-tap kernel gradients (the single-CPU-device paths) must be XLA's gradients."""
+    """Per-sample, per-tap and shifted kernel gradients (the single-CPU-device paths) must be XLA's gradients."""
     from texrnet_jax.models import layers
 
     conv = layers.Conv2d(4, 5, kernel_size, stride=stride, dilation=dilation, padding=padding, use_bias=use_bias,
@@ -326,8 +327,12 @@ def test_kernel_grad_method_follows_the_measured_crossovers(monkeypatch):
     assert kernel_grad_method((1, 128, 128, 48), (3, 3, 48, 48)) == "xla"  # HRNet: slower in the full step
     assert kernel_grad_method((5, 128, 128, 48), (3, 3, 48, 48)) == "per_sample"
     assert kernel_grad_method((5, 128, 128, 64), (3, 3, 64, 64)) == "per_sample"
-    assert kernel_grad_method((5, 128, 128, 725), (5, 5, 725, 64)) == "per_sample"
-    assert kernel_grad_method((1, 128, 128, 725), (5, 5, 725, 64)) == "xla"
+    assert kernel_grad_method((5, 129, 129, 725), (5, 5, 725, 64)) == "shifted"  # the refinement head
+    assert kernel_grad_method((1, 128, 128, 725), (5, 5, 725, 64)) == "shifted"
+    assert kernel_grad_method((8, 129, 129, 261), (5, 5, 261, 64)) == "shifted"
+    assert kernel_grad_method((1, 128, 128, 256), (3, 3, 256, 48)) == "shifted"  # HRNet's first transition
+    assert kernel_grad_method((1, 32, 32, 725), (5, 5, 725, 64)) == "xla"
+    assert kernel_grad_method((5, 128, 128, 256), (3, 3, 256, 48), stride=2) == "per_sample"
     assert kernel_grad_method((5, 128, 128, 48), (3, 3, 48, 96), stride=2) == "per_sample"
 
 

@@ -129,6 +129,8 @@ PER_SAMPLE_KERNEL_GRAD_MIN_PIXELS = 32 * 32
 # Kernel gradients as per-tap products on a single CPU device, for maps and channel counts of at least these sizes.
 TAPS_KERNEL_GRAD_MIN_PIXELS = 64 * 64
 TAPS_KERNEL_GRAD_MIN_CHANNELS = 256
+# Kernel gradients as one product with shifted copies of the cotangent, for inputs at least this wide.
+SHIFTED_KERNEL_GRAD_MIN_IN_CHANNELS = 256
 
 
 def per_sample_kernel_grad(x_shape, stride: int = 1) -> bool:
@@ -157,10 +159,26 @@ def taps_kernel_grad(x_shape, w_shape, stride: int = 1, dilation: int = 1) -> bo
             and min(w_shape[2], w_shape[3]) >= TAPS_KERNEL_GRAD_MIN_CHANNELS and _single_cpu_device())
 
 
+def shifted_kernel_grad(x_shape, w_shape, stride: int = 1, dilation: int = 1) -> bool:
+    """Whether `Conv2d` computes its kernel gradient as one product with shifted cotangents (`_kernel_grad_shifted`).
+
+    For stride-1 convolutions from a wide input (>= 256 channels) on large maps on a single CPU device, where
+    XLA:CPU first copies the whole input transposed: the refinement head's 5x5 725->64 (HRNet) and 261->64
+    (DeepLab) and HRNet's 3x3 256->48 transition at 128x128. Isolated, 134 against 223 ms, 60 against 76 ms and
+    18 against 82 ms at batch 1; 725->64 at batch 5 (129x129), 642 against 1091 ms for the per-sample sum. In the
+    full steps: HRNet-W48 at 512x512 batch 1 3.19 against 3.36 s, the others within noise (docs/benchmarks.md).
+    Wide outputs too (the decoder's 256->256) run faster as per-tap products.
+    """
+    return (w_shape[0] > 1 and stride == 1 and dilation == 1 and x_shape[1] * x_shape[2] >= TAPS_KERNEL_GRAD_MIN_PIXELS
+            and w_shape[2] >= SHIFTED_KERNEL_GRAD_MIN_IN_CHANNELS and _single_cpu_device())
+
+
 def kernel_grad_method(x_shape, w_shape, stride: int = 1, dilation: int = 1) -> str:
-    """How `Conv2d` computes a convolution's kernel gradient: 'taps', 'per_sample' or XLA's own ('xla')."""
+    """How `Conv2d` computes a convolution's kernel gradient: 'taps', 'shifted', 'per_sample' or XLA's ('xla')."""
     if taps_kernel_grad(x_shape, w_shape, stride, dilation):
         return "taps"
+    if shifted_kernel_grad(x_shape, w_shape, stride, dilation):
+        return "shifted"
     if per_sample_kernel_grad(x_shape, stride):
         return "per_sample"
     return "xla"
@@ -216,6 +234,33 @@ def _kernel_grad_taps(x, g, k: int, padding: int, precision) -> jax.Array:
     return jnp.stack(taps).reshape(k, k, -1, x.shape[-1]).transpose(0, 1, 3, 2)
 
 
+def _kernel_grad_shifted(x, g, k: int, padding: int, precision) -> jax.Array:
+    """The kernel gradient of a stride-1, undilated `k x k` convolution as one matrix product per sample.
+
+    In the row-flattened padded layout of `_kernel_grad_taps`, tap `t` at flat offset `o_t` contributes
+    `sum_m x[m] g[m - o_t]`: the whole flattened input against the cotangent shifted down by `o_t` rows. Stacking
+    the `k*k` shifted cotangents side by side, `[L, k*k*Cout]`, turns all taps into one product with the input,
+    `[k*k*Cout, L] @ [L, Cin]`, read as stored: no transposed copy of the (wide) input.
+    """
+    n, h, wd, cin = x.shape
+    _, oh, ow, cout = g.shape
+    wp, rows = wd + 2 * padding, h + 2 * padding + 1
+    length, wide = rows * wp, oh * wp
+    xf = jnp.pad(x, ((0, 0), (padding, padding + 1), (padding, padding), (0, 0))).reshape(n, length, cin)
+    gf = jnp.pad(g, ((0, 0), (0, 0), (0, wp - ow), (0, 0))).reshape(n, wide, cout)
+    offsets = [(t // k) * wp + t % k for t in range(k * k)]
+
+    def add_sample(dw, sample):
+        xi, gi = sample
+        shifted = jnp.stack([jnp.pad(gi, ((o, length - wide - o), (0, 0))) for o in offsets], axis=1)
+        return dw + jnp.dot(shifted.reshape(length, k * k * cout).T, xi, precision=precision,
+                            preferred_element_type=jnp.float32), None
+
+    # A loop, not unrolled: one sample's shifted cotangents (112 MiB for 725->64 at 128x128) live at a time.
+    dw, _ = jax.lax.scan(add_sample, jnp.zeros((k * k * cout, cin), jnp.float32), (xf, gf))
+    return dw.reshape(k, k, cout, cin).transpose(0, 1, 3, 2)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
 def _conv_own_kernel_grad(x, w, stride, padding, dilation, precision, method):
     return _conv(x, w, stride, padding, dilation, precision)
@@ -229,8 +274,9 @@ def _conv_okg_bwd(stride, padding, dilation, precision, method, res, g):
     x, w = res
     conv = functools.partial(_conv, stride=stride, padding=padding, dilation=dilation, precision=precision)
     dx = jax.vjp(lambda x_: conv(x_, w), x)[1](g)[0]
-    if method == "taps":
-        return dx, _kernel_grad_taps(x, g, w.shape[0], padding, precision).astype(w.dtype)
+    if method in ("taps", "shifted"):
+        kernel_grad = _kernel_grad_taps if method == "taps" else _kernel_grad_shifted
+        return dx, kernel_grad(x, g, w.shape[0], padding, precision).astype(w.dtype)
     dw = None
     for i in range(x.shape[0]):  # unrolled: XLA:CPU runs each single-sample gradient at full speed
         dw_i = jax.vjp(functools.partial(conv, x[i:i + 1]), w)[1](g[i:i + 1])[0].astype(jnp.float32)
