@@ -203,7 +203,7 @@ def _conv_taps(x, w, padding: int, dilation: int, precision) -> jax.Array:
             c0, c1 = max(0, -dx), min(ow, wd - dx)
             if r1 <= r0 or c1 <= c0:
                 continue
-            part = jnp.einsum("nhwc,cd->nhwd", x[:, r0 + dy:r1 + dy, c0 + dx:c1 + dx], w[ky, kx], precision=precision)
+            part = _pointwise(x[:, r0 + dy:r1 + dy, c0 + dx:c1 + dx], w[ky, kx], precision)
             part = jnp.pad(part, ((0, 0), (r0, oh - r1), (c0, ow - c1), (0, 0)))
             y = part if y is None else y + part
     if y is None:  # every tap reads padding only
