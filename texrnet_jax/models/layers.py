@@ -126,7 +126,8 @@ def dilated_as_taps(stride: int, dilation: int) -> bool:
 
 # Kernel gradients per sample on a single CPU device, for feature maps of at least this many output pixels.
 PER_SAMPLE_KERNEL_GRAD_MIN_PIXELS = 32 * 32
-# Kernel gradients as per-tap products on a single CPU device, for maps and channel counts of at least these sizes.
+# Kernel gradients as per-tap products on a single CPU device, for maps and channel counts of at least these sizes
+# (the map size also bounds the shifted-cotangent form).
 TAPS_KERNEL_GRAD_MIN_PIXELS = 64 * 64
 TAPS_KERNEL_GRAD_MIN_CHANNELS = 256
 # Kernel gradients as one product with shifted copies of the cotangent, for inputs at least this wide.
@@ -211,6 +212,18 @@ def _conv_taps(x, w, padding: int, dilation: int, precision) -> jax.Array:
     return y
 
 
+def _flat_padded(x, g, padding: int) -> tuple[jax.Array, jax.Array, int]:
+    """The layout of the flattened kernel gradients: `x` zero-padded and `g` widened to the padded width `wp`,
+    each image flattened row by row, `[N, rows * wp, Cin]` and `[N, OH * wp, Cout]`, and `wp`. `x` gets a spare
+    zero row at the bottom: the last tap's run ends `k - 1` elements past the padded image."""
+    _, h, wd, _ = x.shape
+    n, oh, ow, _ = g.shape
+    wp, rows = wd + 2 * padding, h + 2 * padding + 1
+    xf = jnp.pad(x, ((0, 0), (padding, padding + 1), (padding, padding), (0, 0))).reshape(n, rows * wp, -1)
+    gf = jnp.pad(g, ((0, 0), (0, 0), (0, wp - ow), (0, 0))).reshape(n, oh * wp, -1)
+    return xf, gf, wp
+
+
 def _kernel_grad_taps(x, g, k: int, padding: int, precision) -> jax.Array:
     """The kernel gradient of a stride-1, undilated `k x k` convolution as one matrix product per tap and sample.
 
@@ -219,12 +232,8 @@ def _kernel_grad_taps(x, g, k: int, padding: int, precision) -> jax.Array:
     columns (the extra columns given a zero cotangent) meets every tap's input as one contiguous run of rows,
     `[L, Cin]` at offset `ky * wp + kx`. Each tap's gradient is then `g_wide^T @ run`, a plain matrix product.
     """
-    n, h, wd, _ = x.shape
-    _, oh, ow, _ = g.shape
-    wp, rows = wd + 2 * padding, h + 2 * padding + 1  # a spare zero row: the last tap's run ends k-1 past the image
-    xf = jnp.pad(x, ((0, 0), (padding, padding + 1), (padding, padding), (0, 0))).reshape(n, rows * wp, -1)
-    gf = jnp.pad(g, ((0, 0), (0, 0), (0, wp - ow), (0, 0))).reshape(n, oh * wp, -1)
-    length = oh * wp
+    xf, gf, wp = _flat_padded(x, g, padding)
+    n, length = gf.shape[0], gf.shape[1]
     taps = [None] * (k * k)
     for i in range(n):  # unrolled per sample, like the per-sample gradient: XLA:CPU runs each at full speed
         for t in range(k * k):
@@ -242,12 +251,9 @@ def _kernel_grad_shifted(x, g, k: int, padding: int, precision) -> jax.Array:
     the `k*k` shifted cotangents side by side, `[L, k*k*Cout]`, turns all taps into one product with the input,
     `[k*k*Cout, L] @ [L, Cin]`, read as stored: no transposed copy of the (wide) input.
     """
-    n, h, wd, cin = x.shape
-    _, oh, ow, cout = g.shape
-    wp, rows = wd + 2 * padding, h + 2 * padding + 1
-    length, wide = rows * wp, oh * wp
-    xf = jnp.pad(x, ((0, 0), (padding, padding + 1), (padding, padding), (0, 0))).reshape(n, length, cin)
-    gf = jnp.pad(g, ((0, 0), (0, 0), (0, wp - ow), (0, 0))).reshape(n, wide, cout)
+    cin, cout = x.shape[-1], g.shape[-1]
+    xf, gf, wp = _flat_padded(x, g, padding)
+    length, wide = xf.shape[1], gf.shape[1]
     offsets = [(t // k) * wp + t % k for t in range(k * k)]
 
     def add_sample(dw, sample):
