@@ -300,8 +300,33 @@ def test_dilated_conv_as_taps_equals_xla_conv(size, dilation):
     conv = layers.Conv2d(6, 7, 3, dilation=dilation, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, size, size + 1, 6), F32)
     assert layers.dilated_as_taps(1, dilation)
-    assert "conv_general_dilated" not in str(jax.make_jaxpr(conv)(x))
+    assert _convolutions(conv, x, "cpu") == 0
     _assert_same_conv(conv, x)
+
+
+def _convolutions(fn, x, platform: str) -> int:
+    """How many convolutions the jitted `fn(x)` has when lowered for `platform` (no such device needed)."""
+    return jax.jit(fn).trace(x).lower(lowering_platforms=(platform,)).as_text().count("stablehlo.convolution")
+
+
+@pytest.mark.parametrize("method", ["per_sample", "taps", "shifted", "dilated"])
+def test_cpu_forms_only_in_programs_lowered_for_cpu(monkeypatch, method):
+    """The CPU forms are picked per platform at lowering: a step compiled on a CPU host for a TPU or GPU (ahead of
+    time, `jax.export`) must get XLA's convolution and its gradients, as it would on that device."""
+    from texrnet_jax.models import layers
+
+    conv = layers.Conv2d(4, 5, 3, dilation=2 if method == "dilated" else 1, rngs=nnx.Rngs(0))
+    if method != "dilated":
+        monkeypatch.setattr(layers, "kernel_grad_method", lambda *a, **k: method)
+    x = jax.random.normal(jax.random.key(1), (3, 12, 11, 4), F32)
+
+    def loss_and_grads(x):
+        return jax.value_and_grad(lambda c, x: jnp.sum(c(x) ** 2), argnums=(0, 1))(conv, x)
+
+    cpu = {"per_sample": 1 + 1 + 3, "taps": 1 + 1, "shifted": 1 + 1, "dilated": 0}[method]
+    assert _convolutions(loss_and_grads, x, "cpu") == cpu  # forward, input gradient, own kernel gradient(s)
+    for platform in ("tpu", "cuda"):
+        assert _convolutions(loss_and_grads, x, platform) == 3  # forward, input and kernel gradients
 
 
 @pytest.mark.parametrize("size", [8, 9])

@@ -75,14 +75,14 @@ class Conv2d(nnx.Module):
             # A strided 1x1 convolution reads every stride-th pixel from the first: a subsample, then a product.
             x = x[:, ::self.stride, ::self.stride] if self.stride > 1 else x
             y = _pointwise(x, w[0, 0], prec)
-        elif dilated_as_taps(self.stride, self.dilation):
-            y = _conv_taps(x, w, self.padding, self.dilation, prec)
         else:
-            method = kernel_grad_method(x.shape, w.shape, self.stride, self.dilation)
-            if method == "xla":
-                y = _conv(x, w, self.stride, self.padding, self.dilation, prec)
-            else:
-                y = _conv_own_kernel_grad(x, w, self.stride, self.padding, self.dilation, prec, method)
+            conv = functools.partial(_conv, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                                     precision=prec)
+            cpu = _cpu_conv(x.shape, w.shape, self.stride, self.padding, self.dilation, prec)
+            # The platform is the one the step is compiled for, known at lowering: only that branch reaches the
+            # compiler. A program compiled on a CPU host for a TPU or GPU (ahead of time, `jax.export`) gets
+            # XLA's convolution, as it would on that device.
+            y = conv(x, w) if cpu is None else jax.lax.platform_dependent(x, w, cpu=cpu, default=conv)
         if self.bias is not None:
             # Added in float32: the bias gradient is a sum over every output pixel, and XLA reduces a bfloat16
             # cotangent in bfloat16 (on CPU a sum of 10,000 ones comes out as 1,024).
@@ -109,19 +109,19 @@ def _conv(x, w, stride: int, padding: int, dilation: int, precision) -> jax.Arra
     )
 
 
-def _single_cpu_device() -> bool:
-    return jax.device_count() == 1 and jax.default_backend() == "cpu"
+def _single_device() -> bool:
+    return jax.device_count() == 1
 
 
 def dilated_as_taps(stride: int, dilation: int) -> bool:
-    """Whether `Conv2d` runs a dilated convolution as one matrix product per kernel tap (`_conv_taps`).
+    """Whether `Conv2d` runs a dilated convolution as one matrix product per kernel tap (`_conv_taps`) on CPU.
 
-    On CPU (any number of devices: the taps slice the spatial axes, not the batch). XLA:CPU computes a dilated
+    On any number of devices: the taps slice the spatial axes, not the batch. XLA:CPU computes a dilated
     convolution over its whole zero padding: for the ASPP's 3x3 rate-18 convolution on a 32x32 map, 61% of the
     multiply-adds read only padding, and the rate-6 one is still 1.8x slower than the taps (docs/benchmarks.md).
-    GPUs keep their own convolution.
+    Other platforms keep their own convolution.
     """
-    return stride == 1 and dilation > 1 and jax.default_backend() == "cpu"
+    return stride == 1 and dilation > 1
 
 
 # Kernel gradients per sample on a single CPU device, for feature maps of at least this many output pixels.
@@ -144,7 +144,7 @@ def per_sample_kernel_grad(x_shape, stride: int = 1) -> bool:
     would each live on one device.
     """
     n, h, w = x_shape[0], x_shape[1], x_shape[2]
-    return n > 1 and (h // stride) * (w // stride) >= PER_SAMPLE_KERNEL_GRAD_MIN_PIXELS and _single_cpu_device()
+    return n > 1 and (h // stride) * (w // stride) >= PER_SAMPLE_KERNEL_GRAD_MIN_PIXELS and _single_device()
 
 
 def taps_kernel_grad(x_shape, w_shape, stride: int = 1, dilation: int = 1) -> bool:
@@ -157,7 +157,7 @@ def taps_kernel_grad(x_shape, w_shape, stride: int = 1, dilation: int = 1) -> bo
     """
     return (w_shape[0] == 3 and w_shape[1] == 3 and stride == 1 and dilation == 1
             and x_shape[1] * x_shape[2] >= TAPS_KERNEL_GRAD_MIN_PIXELS
-            and min(w_shape[2], w_shape[3]) >= TAPS_KERNEL_GRAD_MIN_CHANNELS and _single_cpu_device())
+            and min(w_shape[2], w_shape[3]) >= TAPS_KERNEL_GRAD_MIN_CHANNELS and _single_device())
 
 
 def shifted_kernel_grad(x_shape, w_shape, stride: int = 1, dilation: int = 1) -> bool:
@@ -171,11 +171,14 @@ def shifted_kernel_grad(x_shape, w_shape, stride: int = 1, dilation: int = 1) ->
     Wide outputs too (the decoder's 256->256) run faster as per-tap products.
     """
     return (w_shape[0] > 1 and stride == 1 and dilation == 1 and x_shape[1] * x_shape[2] >= TAPS_KERNEL_GRAD_MIN_PIXELS
-            and w_shape[2] >= SHIFTED_KERNEL_GRAD_MIN_IN_CHANNELS and _single_cpu_device())
+            and w_shape[2] >= SHIFTED_KERNEL_GRAD_MIN_IN_CHANNELS and _single_device())
 
 
 def kernel_grad_method(x_shape, w_shape, stride: int = 1, dilation: int = 1) -> str:
-    """How `Conv2d` computes a convolution's kernel gradient: 'taps', 'shifted', 'per_sample' or XLA's ('xla')."""
+    """How `Conv2d` computes a convolution's kernel gradient on CPU: 'taps', 'shifted', 'per_sample' or XLA's ('xla').
+
+    Other platforms always use XLA's: the choice is made per platform when the step is lowered (`Conv2d`).
+    """
     if taps_kernel_grad(x_shape, w_shape, stride, dilation):
         return "taps"
     if shifted_kernel_grad(x_shape, w_shape, stride, dilation):
@@ -183,6 +186,16 @@ def kernel_grad_method(x_shape, w_shape, stride: int = 1, dilation: int = 1) -> 
     if per_sample_kernel_grad(x_shape, stride):
         return "per_sample"
     return "xla"
+
+
+def _cpu_conv(x_shape, w_shape, stride: int, padding: int, dilation: int, precision):
+    """The CPU form of a (non-1x1) convolution `(x, w) -> y` where it is not XLA's own, else None."""
+    if dilated_as_taps(stride, dilation):
+        return functools.partial(_conv_taps, padding=padding, dilation=dilation, precision=precision)
+    method = kernel_grad_method(x_shape, w_shape, stride, dilation)
+    if method == "xla":
+        return None
+    return lambda x, w: _conv_own_kernel_grad(x, w, stride, padding, dilation, precision, method)
 
 
 def _conv_taps(x, w, padding: int, dilation: int, precision) -> jax.Array:
