@@ -326,6 +326,21 @@ def format_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def expand_models(spec: str) -> list[str]:
+    """`--models`: backbone presets, comma-separated, with the groups of `MODEL_GROUPS` expanded."""
+    return [m for g in spec.split(",") for m in MODEL_GROUPS.get(g, g).split(",") if m]
+
+
+def emit(record: dict[str, Any], json_out: str | None) -> None:
+    """One JSON line: appended to `json_out`, or printed."""
+    line = json.dumps(record)
+    if json_out:
+        with open(json_out, "a") as f:
+            f.write(line + "\n")
+    else:
+        print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Runs the benchmark; prints one JSON line per case (or appends them to --json_out) and a table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -349,7 +364,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         # PyTorch runs in a child process while this one holds the accelerator: without this JAX would have
         # reserved most of its memory already (read when the backend starts, which is after this line).
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    backbones = [m for g in args.models.split(",") for m in MODEL_GROUPS.get(g, g).split(",") if m]
+    backbones = expand_models(args.models)
     peak_override = args.peak_tflops * 1e12 if args.peak_tflops else None
     records = []
     for backbone in backbones:
@@ -361,12 +376,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                                  args.torch_threads),
                       "params_M": round(n_params / 1e6, 2)}
             records.append(record)
-            line = json.dumps(record)
-            if args.json_out:
-                with open(args.json_out, "a") as f:
-                    f.write(line + "\n")
-            else:
-                print(line, flush=True)
+            emit(record, args.json_out)
     print("\n" + format_table(records), flush=True)
     return records
 

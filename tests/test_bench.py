@@ -97,3 +97,34 @@ def test_torch_case_errors_name_the_interpreter_and_case(tmp_path):
         bench_models.torch_case(broken, "hrnet_w48", "train", 512, 1, 1, 2)
     with pytest.raises(RuntimeError, match="could not start"):
         bench_models.torch_case(str(tmp_path / "missing"), "hrnet_w48", "eval", 512, 1, 1, None)
+
+
+def test_bench_aot_compiles_the_sharded_step_without_running_it(tmp_path, capsys, fast_compile):
+    """`bench/bench_aot.py` on this host's 4 devices: per-device memory and FLOPs of the real data-parallel step;
+    with --fsdp each device holds a share of the parameters and optimizer state, so its arguments shrink."""
+    from bench import bench_aot
+
+    out = tmp_path / "aot.jsonl"
+    common = ["--topology=cpu", "--models=hrnet_tiny", "--per_device_batch=1", "--crop=65", "--dtype=float32",
+              f"--json_out={out}"]
+    plain, = bench_aot.main(common)
+    sharded, = bench_aot.main(common + ["--fsdp"])
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [plain, sharded]
+    for r in (plain, sharded):
+        assert r["model"] == "texrnet_hrnet_tiny" and r["platform"] == "cpu" and r["num_devices"] == 4
+        assert r["global_batch"] == 4 and r["flops_per_device"] > 0 and r["compile_s"] > 0
+        assert r["mem_total_bytes"] == (r["mem_argument_bytes"] + r["mem_output_bytes"] + r["mem_temp_bytes"]
+                                        - r["mem_alias_bytes"])
+        assert r["mem_alias_bytes"] > 0  # the state is donated
+        assert r["hbm_bytes"] is None and r["fits_hbm"] is None  # no HBM figure for CPUs
+    assert sharded["mem_argument_bytes"] < 0.6 * plain["mem_argument_bytes"]
+    assert "texrnet_hrnet_tiny" in capsys.readouterr().out  # the table
+
+
+def test_bench_aot_names_a_topology_it_cannot_describe():
+    from bench import bench_aot
+
+    with pytest.raises(ValueError, match="--topology=v99:1x1"):
+        bench_aot.topology_devices("v99:1x1")
+    assert bench_aot.hbm_bytes("TPU v5 lite") == 16 << 30 and bench_aot.hbm_bytes("TPU v5") == 95 << 30
+    assert bench_aot.hbm_bytes("cpu") is None
