@@ -88,7 +88,8 @@ def compile_case(backbone: str, devices: list[Any], per_device_batch: int, crop:
     step = jax.jit(train.make_train_step(graphdef, tx, schedule, cfg.loss, cfg.data.ignore_label),
                    donate_argnums=0, out_shardings=(state_sharding, parallel.replicated(mesh)))
     t0 = time.perf_counter()
-    lowered = step.lower(state, batch)
+    with jax.set_mesh(mesh):  # the layers' single-device forms ask the mesh, not this host (layers._single_device)
+        lowered = step.lower(state, batch)
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()

@@ -369,3 +369,8 @@ def test_per_sample_kernel_grad_only_for_large_maps_on_one_cpu_device(monkeypatc
     assert per_sample_kernel_grad((5, 128, 128, 48)) and per_sample_kernel_grad((8, 65, 65, 256), 2)
     assert not per_sample_kernel_grad((1, 128, 128, 48))  # one sample: nothing to split
     assert not per_sample_kernel_grad((5, 16, 16, 384))  # small maps are faster in XLA's batched form
+    # A mesh set for tracing (a compile target such as a TPU slice, bench/bench_aot.py) decides, not this host.
+    with jax.set_mesh(jax.sharding.Mesh(np.asarray(jax.devices("cpu")), ("data",))):
+        assert not per_sample_kernel_grad((5, 128, 128, 48))
+    with jax.set_mesh(jax.sharding.Mesh(np.asarray(jax.devices("cpu")[:1]), ("data",))):
+        assert per_sample_kernel_grad((5, 128, 128, 48))

@@ -110,7 +110,13 @@ def _conv(x, w, stride: int, padding: int, dilation: int, precision) -> jax.Arra
 
 
 def _single_device() -> bool:
-    return jax.device_count() == 1
+    """One device: that of the mesh set with `jax.set_mesh` (a compile target, e.g. a TPU slice), else this host's.
+
+    Tracing asks: the CPU branches of `Conv2d` are traced for every platform (and lowered only for CPUs), and an
+    unrolled per-sample gradient of a pod's global batch would take minutes to trace for nothing.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    return mesh.size == 1 if not mesh.empty else jax.device_count() == 1
 
 
 def dilated_as_taps(stride: int, dilation: int) -> bool:
