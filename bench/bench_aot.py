@@ -15,7 +15,8 @@ Usage::
     python bench/bench_aot.py --topology=v5e:16x16 --models=hrnet_w48 --per_device_batch=8 --fsdp
     python bench/bench_aot.py --topology=v4:2x2x1 --models=deeplab_r101 --dtype=float32 --json_out=/tmp/aot.jsonl
 
-Topology names are libtpu's: `v4:2x2x1`, `v5e:2x2`, `v5p:2x2x1`, `v6e:2x2` (chips per dimension).
+Topology names are libtpu's, chips per dimension: `v5e:2x2`, `v5p:2x2x1`, `v6e:2x2`, `v4:2x2x1` (8 devices: each v4
+chip's two cores are devices of their own, sharing its 32 GiB).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from bench import bench_models  # noqa: E402
 from configs import base  # noqa: E402
 from texrnet_jax import optim, parallel, train  # noqa: E402
 
-# HBM per chip (GiB) by `device_kind` substring (lower case, first match wins): public data-sheet figures.
+# HBM per chip (GiB) by `device_kind` substring (lower case, first match wins): public data-sheet figures. Where a
+# chip's cores are separate devices (libtpu's v4 topologies) they share it.
 HBM_GIB = (("tpu v5 lite", 16), ("tpu v5", 95), ("tpu v4", 32), ("tpu v6 lite", 32), ("h100", 80), ("h200", 141),
            ("a100", 80))
 
@@ -48,6 +50,12 @@ def hbm_bytes(device_kind: str) -> int | None:
         if pattern in device_kind.lower():
             return gib << 30
     return None
+
+
+def cores_per_chip(devices: list[Any]) -> int:
+    """How many of `devices` share the first one's chip (TPU `coords`); 1 for devices without coordinates."""
+    coords = getattr(devices[0], "coords", None)
+    return sum(1 for d in devices if getattr(d, "coords", None) == coords) if coords is not None else 1
 
 
 def topology_devices(topology: str) -> list[Any]:
@@ -101,6 +109,8 @@ def compile_case(backbone: str, devices: list[Any], per_device_batch: int, crop:
     flops = float(cost.get("flops", 0.0)) or None
     total = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes - mem.alias_size_in_bytes
     hbm = hbm_bytes(kind)
+    if hbm is not None:  # per device: libtpu's v4 topologies list each chip's two cores as devices of their own
+        hbm //= cores_per_chip(devices)
     n_params = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params))
     return {
         "model": f"texrnet_{backbone}", "topology": None, "platform": devices[0].platform, "device_kind": kind,

@@ -7,6 +7,7 @@ to batch / median time, train FLOPs above eval FLOPs).
 import json
 import os
 
+import jax
 import pytest
 
 from bench import bench_models
@@ -128,3 +129,11 @@ def test_bench_aot_names_a_topology_it_cannot_describe():
         bench_aot.topology_devices("v99:1x1")
     assert bench_aot.hbm_bytes("TPU v5 lite") == 16 << 30 and bench_aot.hbm_bytes("TPU v5") == 95 << 30
     assert bench_aot.hbm_bytes("cpu") is None
+
+    class Core:  # libtpu's v4 topologies: two devices per chip
+        def __init__(self, coords):
+            self.coords = coords
+
+    assert bench_aot.cores_per_chip([Core([0, 0, 0]), Core([0, 0, 0]), Core([1, 0, 0]), Core([1, 0, 0])]) == 2
+    assert bench_aot.cores_per_chip([Core([0, 0, 0]), Core([1, 0, 0])]) == 1
+    assert bench_aot.cores_per_chip(jax.devices("cpu")) == 1
