@@ -1,10 +1,11 @@
 """Compiles the data-parallel training step for an accelerator topology ahead of time, on a host without it.
 
-What a TPU slice or pod would run, compiled by the accelerator's own XLA on any machine (a CPU laptop, CI):
+What a TPU slice or pod would run, compiled by the accelerator's own XLA on any x86-64 machine, no TPU attached:
 per-device memory (does a per-device batch fit in HBM?), FLOPs per device from the compiled program and the
 compile time, for the project's real `train.make_train_step` under the shardings `run.py` uses
 (`parallel.state_shardings`, batch split on the `data` axis; `--fsdp` shards parameters and optimizer state).
-Nothing runs, and no weights are materialised (the model is built with `nnx.eval_shape`).
+Nothing runs, and no weights are materialised (the model is built with `nnx.eval_shape`). The step is
+`bench_models.py`'s: the TexRNet losses without the optional glyph-classifier term.
 
 TPU topologies need libtpu, the same version `jax[tpu]` pins (`pip install libtpu==0.0.42.*` for jax 0.10.2);
 no TPU is needed. `--topology=cpu` compiles for this host's own devices (a check of the script itself).
