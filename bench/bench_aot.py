@@ -86,8 +86,7 @@ def compile_case(backbone: str, devices: list[Any], per_device_batch: int, crop:
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx, schedule = optim.build_optimizer(cfg.optim, params)
-    state = {"params": params, "rest": rest, "opt_state": jax.eval_shape(tx.init, params),
-             "step": jax.ShapeDtypeStruct((), jnp.int32)}
+    state = jax.eval_shape(lambda p, r: train.init_state(p, r, tx), params, rest)
     state_sharding = parallel.state_shardings(state, mesh, fsdp)
     state = _abstract(state, state_sharding)
     n = len(devices)
@@ -153,14 +152,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--fsdp", action="store_true", help="shard parameters and optimizer state (config.train.fsdp)")
     p.add_argument("--json_out", default=None, help="append the JSON lines to this file instead of stdout")
     args = p.parse_args(argv)
-    if args.per_device_batch < 0 or args.crop < 1:
-        raise ValueError(f"--per_device_batch={args.per_device_batch} and --crop={args.crop} must be positive")
+    if args.per_device_batch < 0:
+        raise ValueError(f"--per_device_batch={args.per_device_batch} must be >= 0 (0: the reference's batch)")
+    if args.crop < 1:
+        raise ValueError(f"--crop={args.crop} must be positive")
 
     devices = topology_devices(args.topology)
     records = []
     for backbone in bench_models.expand_models(args.models):
-        family = "hrnet" if backbone.startswith("hrnet") else "deeplab"
-        batch = args.per_device_batch or bench_models.REFERENCE_BATCH[family]
+        batch = args.per_device_batch or bench_models.reference_batch(backbone)
         record = {**compile_case(backbone, devices, batch, args.crop, args.dtype, args.fsdp),
                   "topology": args.topology}
         records.append(record)

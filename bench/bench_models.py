@@ -191,8 +191,7 @@ def compile_train(model: nnx.Module, x: jax.Array, label: jax.Array, pool_bn_eva
     if pool_bn is not None:
         pool_bn.use_running_average = False
     tx, schedule = optim.build_optimizer(cfg.optim, params)
-    state = {"params": _fresh(params), "rest": _fresh(rest), "opt_state": tx.init(params),
-             "step": jnp.zeros((), jnp.int32)}
+    state = train.init_state(_fresh(params), _fresh(rest), tx)
     step = train.make_train_step(graphdef, tx, schedule, cfg.loss, cfg.data.ignore_label)
     batch = {"image": x, "mask": label}
     t0 = time.perf_counter()
@@ -231,6 +230,11 @@ def torch_case(torch_python: str, backbone: str, mode: str, size: int, batch: in
     return json.loads(lines[-1])
 
 
+def reference_batch(backbone: str) -> int:
+    """The reference's per-GPU training batch for `backbone`'s family (`REFERENCE_BATCH`)."""
+    return REFERENCE_BATCH[backbone.split("_")[0]]
+
+
 def parse_cases(spec: str, backbone: str) -> list[tuple[str, str, int, int]]:
     """`--cases` for one backbone as (name, mode, size, batch)."""
     out = []
@@ -246,7 +250,7 @@ def parse_cases(spec: str, backbone: str) -> list[tuple[str, str, int, int]]:
             if mode not in ("eval", "train"):
                 raise ValueError(f"case {name!r}: mode must be 'eval' or 'train'")
         if batch is None:
-            batch = REFERENCE_BATCH[backbone.split("_")[0]]
+            batch = reference_batch(backbone)
         out.append((name, mode, size, batch))
     return out
 

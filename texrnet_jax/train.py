@@ -71,6 +71,14 @@ def load_glyph_classifier(loss_cfg, seed: int) -> tuple[nnx.GraphDef, Any] | Non
     return graphdef, state
 
 
+def init_state(params: Any, rest: Any, tx: optax.GradientTransformation) -> dict[str, Any]:
+    """The training state `make_train_step` updates and checkpoints save: weights, optimizer state, step 0.
+
+    Works on abstract trees too (`jax.eval_shape`).
+    """
+    return {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+
 def make_train_step(train_def: nnx.GraphDef, tx: optax.GradientTransformation, schedule, loss_cfg, ignore_label: int,
                     glyph_def: nnx.GraphDef | None = None):
     """The pure update `(state, batch, glyph_state) -> (state, metrics)`.
@@ -217,7 +225,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
 
     train_def, eval_def, params, rest = create_model(config)
     tx, schedule = optim.build_optimizer(config.optim, params)
-    state = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    state = init_state(params, rest, tx)
     state_sharding = parallel.state_shardings(state, mesh, config.train.fsdp)
     state = jax.device_put(state, state_sharding)
     if config.train.fsdp and parallel.is_main_process():
@@ -368,7 +376,7 @@ def load_for_inference(config, workdir: str | pathlib.Path) -> tuple[nnx.GraphDe
             return eval_def, (params, rest), None
         mesh = parallel.make_mesh(config.train.num_devices)
         tx, _ = optim.build_optimizer(config.optim, params)
-        like = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+        like = init_state(params, rest, tx)
         restored = ckpt.restore(latest, jax.device_put(like, parallel.replicated(mesh)), None)
         return eval_def, (restored["params"], restored["rest"]), latest
 
