@@ -1,7 +1,10 @@
 """Random text-free backgrounds of the synthetic renderer: float32 [H, W, 3] in 0..255.
 
-Flat colours, gradients, smooth noise, stripes/checks/dots, recoloured photo crops and height fields through
-colour ramps, sometimes blended, with distractor shapes and a pasted sprite (`random_background`).
+Mostly crops of real photos (at random scales, colour-jittered), and procedural textures: flat colours,
+gradients, smooth noise, stripes/checks/dots, foliage-like blobs and height fields through colour ramps;
+sometimes blended, with photo patches, non-text clutter (shapes, stars and logo-like marks, line art, grids,
+barcode-like bars, cartoon faces) and pasted sprites on top (`random_background`). Clutter exists so that
+"high-contrast edge" does not mean "text".
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tfds_builders.synth_text.assets import height_fields, photos, sprite
+from tfds_builders.synth_text.assets import height_fields, photos, sprites
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -44,10 +47,12 @@ def _coords(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.nd
     return math.cos(t) * x + math.sin(t) * y, -math.sin(t) * x + math.cos(t) * y
 
 
-def _crop(rng: np.random.Generator, src: np.ndarray, h: int, w: int) -> np.ndarray:
-    """A random crop of `src` [H, W, C] with the aspect of (h, w), resized to it, maybe mirrored."""
+def _crop(rng: np.random.Generator, src: np.ndarray, h: int, w: int, min_scale: float = 0.15) -> np.ndarray:
+    """A random crop of `src` [H, W, C] with the aspect of (h, w), resized to it, maybe mirrored.
+
+    The crop's side is a uniform fraction in [min_scale, 1] of the largest crop of that aspect."""
     sh, sw = src.shape[:2]
-    ch = max(4, min(sh, round(sw * h / w)) * rng.uniform(0.15, 1.0))
+    ch = max(4, min(sh, round(sw * h / w)) * rng.uniform(min_scale, 1.0))
     cw = ch * w / h
     y, x = rng.uniform(0, sh - ch), rng.uniform(0, sw - cw)
     im = Image.fromarray(src).resize((w, h), Image.Resampling.BILINEAR, box=(x, y, x + cw, y + ch))
@@ -55,7 +60,43 @@ def _crop(rng: np.random.Generator, src: np.ndarray, h: int, w: int) -> np.ndarr
     return out[:, ::-1] if rng.random() < 0.5 else out
 
 
-def _base_background(rng: np.random.Generator, h: int, w: int, kind: int) -> np.ndarray:
+def _jitter_photo(rng: np.random.Generator, pic: np.ndarray) -> np.ndarray:
+    """Colour jitter of a photo crop: gains, offset, saturation; sometimes grey, rarely permuted or inverted."""
+    r = rng.random()
+    if r < 0.1:
+        pic = np.repeat(luminance(pic)[..., None], 3, axis=-1)
+    elif r < 0.2:
+        pic = pic[..., rng.permutation(3)]
+    if rng.random() < 0.05:
+        pic = 255.0 - pic
+    grey = luminance(pic)[..., None]
+    pic = grey + (pic - grey) * np.float32(rng.uniform(0.5, 1.4))
+    pic = pic * rng.uniform(0.8, 1.2, 3).astype(np.float32) * np.float32(rng.uniform(0.6, 1.3))
+    return pic + np.float32(rng.uniform(-30, 30))
+
+
+def _photo(rng: np.random.Generator, h: int, w: int, pool: str, min_scale: float = 0.15) -> np.ndarray:
+    pics = photos(pool)
+    pic = _crop(rng, pics[int(rng.integers(len(pics)))], h, w, min_scale)
+    return _jitter_photo(rng, pic)
+
+
+def _foliage(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Many small overlapping blobs in related hues over a smooth base: leaves, gravel, crowds from afar."""
+    base = _ramp(_smooth_noise(rng, h, w), rng.uniform(0, 255, (3, 3)).astype(np.float32))
+    im = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    hue = rng.uniform(0, 255, 3)
+    scale = rng.uniform(0.02, 0.12) * min(h, w)
+    for _ in range(int(rng.integers(30, 150))):
+        cy, cx = rng.uniform(-0.1 * h, 1.1 * h), rng.uniform(-0.1 * w, 1.1 * w)
+        ry, rx = scale * rng.uniform(0.3, 1.0), scale * rng.uniform(0.3, 1.0)
+        color = tuple(int(c) for c in np.clip(hue + rng.normal(0, 45, 3), 0, 255))
+        draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=color)
+    return np.asarray(im, np.float32)
+
+
+def _base_background(rng: np.random.Generator, h: int, w: int, kind: int, pool: str) -> np.ndarray:
     colors = rng.uniform(0, 255, (int(rng.integers(2, 5)), 3)).astype(np.float32)
     if kind == 0:  # flat colour with a faint smooth variation
         return colors[0] + (_smooth_noise(rng, h, w)[..., None] - 0.5) * rng.uniform(0, 40)
@@ -79,63 +120,173 @@ def _base_background(rng: np.random.Generator, h: int, w: int, kind: int) -> np.
             du, dv = u % period - period / 2, v % period - period / 2
             t = (np.hypot(du, dv) < period * rng.uniform(0.15, 0.45)).astype(np.float32)
         return colors[0] * (1 - t[..., None]) + colors[1] * t[..., None]
-    if kind == 4:  # photo crop, recoloured so that the few shipped photos look less alike
-        pics = photos()
-        pic = _crop(rng, pics[0] if rng.random() < 0.75 else pics[1], h, w)
-        if rng.random() < 0.4:
-            pic = pic[..., rng.permutation(3)]
-        if rng.random() < 0.15:
-            pic = 255.0 - pic
-        return pic * rng.uniform(0.6, 1.3, 3).astype(np.float32) + rng.uniform(-40, 40, 3).astype(np.float32)
+    if kind == 4:  # a real photo
+        return _photo(rng, h, w, pool)
+    if kind == 5:  # foliage-like blobs
+        return _foliage(rng, h, w)
     fields = height_fields()  # terrain through a colour ramp
     field = _crop(rng, fields[int(rng.integers(len(fields)))], h, w)
     field = (field - field.min()) / max(1e-6, float(np.ptp(field)))
     return _ramp(field, colors)
 
 
+def _star(cx: float, cy: float, r: float, points: int, inner: float, turn: float) -> list[tuple[float, float]]:
+    out = []
+    for k in range(2 * points):
+        rad = r if k % 2 == 0 else r * inner
+        t = turn + math.pi * k / points
+        out.append((cx + rad * math.cos(t), cy + rad * math.sin(t)))
+    return out
+
+
+def _smooth_curve(rng: np.random.Generator, h: int, w: int, n: int = 40) -> list[tuple[float, float]]:
+    """Points of a random smooth curve (a sum of a few sinusoids) across part of the image."""
+    t = np.linspace(0, 1, n)
+    x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
+    ang = rng.uniform(0, 2 * math.pi)
+    length = rng.uniform(0.3, 1.2) * max(h, w)
+    bend = rng.uniform(-0.3, 0.3, 3) * length
+    freq = rng.uniform(0.5, 3.0, 3)
+    off = sum(b * np.sin(2 * math.pi * f * t + p) for b, f, p in zip(bend, freq, rng.uniform(0, 6.3, 3)))
+    xs = x0 + math.cos(ang) * length * t - math.sin(ang) * off
+    ys = y0 + math.sin(ang) * length * t + math.cos(ang) * off
+    return [(float(x), float(y)) for x, y in zip(xs, ys)]
+
+
 def _distractors(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Draws a few non-text shapes (boxes, ellipses, lines, arcs) so that edges alone do not mean text."""
+    """Draws non-text clutter so that edges alone do not mean text: shapes, stars and polygons (logo-like
+    marks), line art, grids, barcode-like bars and cartoon faces."""
     h, w = image.shape[:2]
     im = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(im)
-    for _ in range(int(rng.integers(1, 5))):
+    for _ in range(int(rng.integers(1, 6))):
         color = tuple(int(c) for c in rng.integers(0, 256, 3))
         x = np.sort(rng.uniform(-0.2 * w, 1.2 * w, 2))
         y = np.sort(rng.uniform(-0.2 * h, 1.2 * h, 2))
         box = [float(x[0]), float(y[0]), float(x[1]) + 1, float(y[1]) + 1]
         width = int(rng.integers(1, max(2, min(h, w) // 16)))
-        shape = int(rng.integers(4))
+        fill = color if rng.random() < 0.5 else None
+        shape = int(rng.choice(10, p=[0.12, 0.12, 0.1, 0.08, 0.14, 0.14, 0.1, 0.08, 0.06, 0.06]))
         if shape == 0:
-            draw.rectangle(box, fill=color if rng.random() < 0.5 else None, outline=color, width=width)
+            draw.rectangle(box, fill=fill, outline=color, width=width)
         elif shape == 1:
-            draw.ellipse(box, fill=color if rng.random() < 0.5 else None, outline=color, width=width)
+            draw.ellipse(box, fill=fill, outline=color, width=width)
         elif shape == 2:
             draw.line(box, fill=color, width=width)
-        else:
+        elif shape == 3:
             draw.arc(box, float(rng.uniform(0, 360)), float(rng.uniform(0, 360)), fill=color, width=width)
+        elif shape == 4:  # stars, badges and regular polygons: small, high-contrast, text-sized marks
+            r = rng.uniform(0.03, 0.25) * min(h, w)
+            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+            points = int(rng.integers(3, 9))
+            inner = rng.uniform(0.35, 0.6) if rng.random() < 0.6 else 1.0
+            poly = _star(cx, cy, r, points, inner, rng.uniform(0, math.pi))
+            for _ in range(int(rng.integers(1, 4)) if rng.random() < 0.3 else 1):  # sometimes a row of them
+                draw.polygon(poly, fill=color if rng.random() < 0.8 else None, outline=color)
+                poly = [(px + 2.4 * r, py) for px, py in poly]
+        elif shape == 5:  # line art: smooth curves and polylines
+            pts = _smooth_curve(rng, h, w) if rng.random() < 0.6 else [
+                (float(a), float(b)) for a, b in zip(rng.uniform(0, w, 6), rng.uniform(0, h, 6))]
+            draw.line(pts, fill=color, width=int(rng.integers(1, 4)), joint="curve")
+        elif shape == 6:  # grids: windows, tiles, fences
+            pitch = rng.uniform(4, max(5.0, min(h, w) / 4))
+            lw = int(rng.integers(1, 3))
+            for gx in np.arange(box[0], box[2], pitch):
+                draw.line([gx, box[1], gx, box[3]], fill=color, width=lw)
+            if rng.random() < 0.7:
+                for gy in np.arange(box[1], box[3], pitch * rng.uniform(0.5, 2)):
+                    draw.line([box[0], gy, box[2], gy], fill=color, width=lw)
+        elif shape == 7:  # barcode-like bars of random widths
+            bx = box[0]
+            top, bottom = box[1], box[1] + (box[3] - box[1]) * rng.uniform(0.2, 0.6)
+            while bx < box[2]:
+                bw = rng.uniform(1, 4)
+                if rng.random() < 0.5:
+                    draw.rectangle([bx, top, bx + bw, bottom], fill=color)
+                bx += bw
+        elif shape == 8:  # a cartoon face
+            r = rng.uniform(0.08, 0.3) * min(h, w)
+            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+            ink = tuple(int(c) for c in rng.integers(0, 256, 3))
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color, outline=ink, width=max(1, int(r / 12)))
+            for sx in (-1, 1):
+                draw.ellipse([cx + sx * r * 0.4 - r * 0.1, cy - r * 0.35, cx + sx * r * 0.4 + r * 0.1, cy - r * 0.15],
+                             fill=ink)
+            draw.arc([cx - r * 0.5, cy - r * 0.3, cx + r * 0.5, cy + r * 0.55], 20, 160, fill=ink,
+                     width=max(1, int(r / 10)))
+        else:  # scattered dots and dashes (rivets, speckles, punctuation-like marks)
+            for _ in range(int(rng.integers(5, 40))):
+                px, py = rng.uniform(0, w), rng.uniform(0, h)
+                s = rng.uniform(0.5, 3.0)
+                if rng.random() < 0.5:
+                    draw.ellipse([px - s, py - s, px + s, py + s], fill=color)
+                else:
+                    draw.line([px - 2 * s, py, px + 2 * s, py], fill=color, width=max(1, int(s)))
     return np.asarray(im, np.float32)
 
 
-def _paste_sprite(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+def _paste(image: np.ndarray, rgba: np.ndarray, y: int, x: int) -> np.ndarray:
     h, w = image.shape[:2]
-    side = max(8, int(min(h, w) * rng.uniform(0.2, 0.7)))
-    rgba = np.asarray(Image.fromarray(sprite()).resize((side, side), Image.Resampling.BILINEAR), np.float32)
-    y, x = int(rng.integers(-side // 3, h - side // 2)), int(rng.integers(-side // 3, w - side // 2))
-    ys, xs = slice(max(0, y), min(h, y + side)), slice(max(0, x), min(w, x + side))
+    sh, sw = rgba.shape[:2]
+    ys, xs = slice(max(0, y), min(h, y + sh)), slice(max(0, x), min(w, x + sw))
+    if ys.start >= ys.stop or xs.start >= xs.stop:
+        return image
     part = rgba[ys.start - y : ys.stop - y, xs.start - x : xs.stop - x]
     alpha = part[..., 3:] / 255.0
     image[ys, xs] = image[ys, xs] * (1 - alpha) + part[..., :3] * alpha
     return image
 
 
-def random_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A random background [h, w, 3] float32 in 0..255 (no text in it)."""
-    image = _base_background(rng, h, w, int(rng.choice(6, p=[0.12, 0.16, 0.22, 0.18, 0.16, 0.16])))
-    if rng.random() < 0.25:  # blend in a second texture for more varied local statistics
-        other = _base_background(rng, h, w, int(rng.choice(6, p=[0.1, 0.2, 0.3, 0.15, 0.1, 0.15])))
+def _paste_sprite(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    pics = sprites()
+    src = pics[int(rng.integers(len(pics)))]
+    side = max(8, int(min(h, w) * rng.uniform(0.2, 0.7)))
+    rgba = np.asarray(Image.fromarray(src).resize((side, side), Image.Resampling.BILINEAR), np.float32)
+    if src is pics[-1]:  # the silhouette, in a random colour
+        rgba[..., :3] = rng.uniform(0, 255, 3)
+    y, x = int(rng.integers(-side // 3, h - side // 2)), int(rng.integers(-side // 3, w - side // 2))
+    return _paste(image, rgba, y, x)
+
+
+def _paste_photo_patch(rng: np.random.Generator, image: np.ndarray, pool: str) -> np.ndarray:
+    """A rectangular or elliptical piece of another photo: objects and signs boards without text."""
+    h, w = image.shape[:2]
+    ph, pw = int(h * rng.uniform(0.2, 0.7)), int(w * rng.uniform(0.2, 0.7))
+    patch = _photo(rng, ph, pw, pool)
+    alpha = Image.new("L", (pw, ph), 0)
+    if rng.random() < 0.5:
+        ImageDraw.Draw(alpha).rectangle([0, 0, pw, ph], fill=255)
+    else:
+        ImageDraw.Draw(alpha).ellipse([0, 0, pw - 1, ph - 1], fill=255)
+    rgba = np.concatenate([np.clip(patch, 0, 255), np.asarray(alpha, np.float32)[..., None]], axis=-1)
+    return _paste(image, rgba, int(rng.integers(-ph // 4, h - ph // 2)), int(rng.integers(-pw // 4, w - pw // 2)))
+
+
+# Base kinds: flat, gradient, noise, pattern, photo, foliage, terrain.
+_KIND_P = [0.07, 0.09, 0.1, 0.1, 0.5, 0.08, 0.06]
+_SECOND_P = [0.1, 0.2, 0.25, 0.15, 0.1, 0.1, 0.1]
+
+
+def random_background(rng: np.random.Generator, h: int, w: int, pool: str = "train",
+                      photo_only: bool = False) -> np.ndarray:
+    """A random background [h, w, 3] float32 in 0..255 (no text in it).
+
+    Args:
+      pool: which photos to draw from ('train' or 'holdout', see `assets`).
+      photo_only: a plain jittered photo crop of at least 40% of the photo's side (whole scenes, as a camera
+        sees them), without textures, clutter or sprites (for check sets).
+    """
+    if photo_only:
+        return np.clip(_photo(rng, h, w, pool, min_scale=0.4), 0, 255).astype(np.float32)
+    image = _base_background(rng, h, w, int(rng.choice(len(_KIND_P), p=_KIND_P)), pool)
+    if rng.random() < 0.2:  # blend in a second texture for more varied local statistics
+        other = _base_background(rng, h, w, int(rng.choice(len(_SECOND_P), p=_SECOND_P)), pool)
         image = image + (other - image) * np.float32(rng.uniform(0.2, 0.6))
-    if rng.random() < 0.35:
+    if rng.random() < 0.15:
+        image = _paste_photo_patch(rng, image, pool)
+    if rng.random() < 0.45:
         image = _distractors(rng, image)
-    if rng.random() < 0.08:
+    if rng.random() < 0.1:
         image = _paste_sprite(rng, image)
     return np.clip(image, 0, 255).astype(np.float32)

@@ -71,6 +71,12 @@ class TextBlock:
       tracking: extra pixels between characters.
       stretch: horizontal scale before rotation.
       shear: x shift per pixel of y before rotation (faux italic).
+      curve: bend of the lines along a circular arc, as the angle (radians) that the layout width spans;
+        positive bends the line ends up (the arc's centre above the text), negative down (an arch); applied
+        before stretch, shear and rotation.
+      perspective: (a, b), a projective tilt applied last: an image offset (x, y) from the centre becomes
+        (x, y) / (1 + (a x + b y) / E), E the half diagonal of the transformed layout box; |a| + |b| <= 0.6
+        keeps the text in front of the camera.
     """
 
     lines: tuple[str, ...]
@@ -88,6 +94,8 @@ class TextBlock:
     tracking: float = 0.0
     stretch: float = 1.0
     shear: float = 0.0
+    curve: float = 0.0
+    perspective: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +194,55 @@ def _affine(block: TextBlock) -> np.ndarray:
     return rot @ np.array([[block.stretch, block.shear], [0.0, 1.0]])
 
 
+class _Warp:
+    """The map of a block's centred layout offsets (u, v) to image offsets (x, y) and back.
+
+    Forward: bend along an arc (`curve`), then `_affine` (stretch, shear, rotation), then the projective tilt
+    (`perspective`). `inverse` undoes the three in reverse order; the rasteriser samples with it.
+    """
+
+    def __init__(self, block: TextBlock, layout_h: float, layout_w: float):
+        self.a = _affine(block)
+        self.inv = np.linalg.inv(self.a)
+        self.radius = layout_w / block.curve if block.curve else 0.0
+        corners = self.a @ np.array([[-layout_w, layout_w, -layout_w, layout_w], [-layout_h, -layout_h, layout_h,
+                                                                                   layout_h]]) / 2.0
+        half_diagonal = max(1.0, float(np.max(np.hypot(corners[0], corners[1]))))
+        self.g, self.h = (v / half_diagonal for v in block.perspective)
+        self.identity = not block.curve and not any(block.perspective) and np.allclose(self.a, np.eye(2))
+
+    def forward(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.radius:
+            r, t = self.radius + v, u / self.radius  # arc centre at v = -radius (above the text when positive)
+            u, v = r * np.sin(t), r * np.cos(t) - self.radius
+        x = self.a[0, 0] * u + self.a[0, 1] * v
+        y = self.a[1, 0] * u + self.a[1, 1] * v
+        if self.g or self.h:
+            d = np.maximum(1.0 + self.g * x + self.h * y, 1e-3)
+            x, y = x / d, y / d
+        return x, y
+
+    def inverse(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.g or self.h:
+            d = np.maximum(1.0 - self.g * x - self.h * y, 1e-3)
+            x, y = x / d, y / d
+        u = self.inv[0, 0] * x + self.inv[0, 1] * y
+        v = self.inv[1, 0] * x + self.inv[1, 1] * y
+        if self.radius:
+            s = math.copysign(1.0, self.radius)
+            r = s * np.hypot(u, v + self.radius)
+            u, v = self.radius * np.arctan2(s * u, s * (v + self.radius)), r - self.radius
+        return u, v
+
+
+def _outline_points(h0: float, w0: float, h1: float, w1: float, n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Points along the edges of the rectangle [w0, w1] x [h0, h1] (enough to bound its bent, tilted image)."""
+    t = np.linspace(0.0, 1.0, n)
+    u = np.concatenate([w0 + (w1 - w0) * t, w0 + (w1 - w0) * t, np.full(n, w0), np.full(n, w1)])
+    v = np.concatenate([np.full(n, h0), np.full(n, h1), h0 + (h1 - h0) * t, h0 + (h1 - h0) * t])
+    return u, v
+
+
 def block_extent(block: TextBlock) -> tuple[float, float]:
     """Approximate (height, width) of the block's ink box in the image, from font metrics only."""
     font = load_font(block.font, block.size)
@@ -193,8 +250,8 @@ def block_extent(block: TextBlock) -> tuple[float, float]:
     stroke = block.outline.width if block.outline else 0
     w = max(line_width(font, line, block.tracking) for line in block.lines) + 2 * stroke
     h = ascent + descent + round((ascent + descent) * block.line_spacing) * (len(block.lines) - 1) + 2 * stroke
-    corners = _affine(block) @ np.array([[0, w, 0, w], [0, 0, h, h]]) / 1.0
-    return float(np.ptp(corners[1])), float(np.ptp(corners[0]))
+    x, y = _Warp(block, h, w).forward(*_outline_points(-h / 2, -w / 2, h / 2, w / 2))
+    return float(np.ptp(y)), float(np.ptp(x))
 
 
 def _rasterize(block: TextBlock, height: int, width: int):
@@ -238,33 +295,34 @@ def _rasterize(block: TextBlock, height: int, width: int):
         layers[2] = shifted * block.shadow.opacity
         layers[2, :2] = layers[2, -2:] = layers[2, :, :2] = layers[2, :, -2:] = 0  # keep the zero ring
 
-    a = _affine(block)
+    warp = _Warp(block, layout_h, layout_w)
     # The block is anchored at the centre of its layout box (lines x advance widths), which does not depend on
     # outline or shadow, so adding effects never moves the text.
     center_local = np.array([layout_w / 2.0 - left + 2, layout_h / 2.0 - top + 2])
     cy, cx = block.center
     pos = np.array([cx, cy], dtype=np.float64)
-    if np.allclose(a, np.eye(2)):  # unrotated blocks land on whole pixels, so glyph bitmaps are copied exactly
+    if warp.identity:  # unrotated, unwarped blocks land on whole pixels, so glyph bitmaps are copied exactly
         pos = np.round(pos - center_local) + center_local
-    corners = a @ (np.array([[0, cw + 3, 0, cw + 3], [0, 0, ch + 3, ch + 3]]) - center_local[:, None]) + pos[:, None]
-    x0, x1 = max(0, math.floor(corners[0].min())), min(width, math.ceil(corners[0].max()) + 1)
-    y0, y1 = max(0, math.floor(corners[1].min())), min(height, math.ceil(corners[1].max()) + 1)
+    bx, by = warp.forward(*_outline_points(-center_local[1], -center_local[0], ch + 3 - center_local[1],
+                                           cw + 3 - center_local[0]))
+    bx, by = bx + pos[0], by + pos[1]
+    x0, x1 = max(0, math.floor(bx.min())), min(width, math.ceil(bx.max()) + 1)
+    y0, y1 = max(0, math.floor(by.min())), min(height, math.ceil(by.max()) + 1)
     if x0 >= x1 or y0 >= y1:
         return None
-    inv = np.linalg.inv(a)
     gx, gy = np.meshgrid(np.arange(x0, x1) - pos[0], np.arange(y0, y1) - pos[1])
-    sx = inv[0, 0] * gx + inv[0, 1] * gy + center_local[0]
-    sy = inv[1, 0] * gx + inv[1, 1] * gy + center_local[1]
+    su, sv = warp.inverse(gx, gy)
+    sx, sy = su + center_local[0], sv + center_local[1]
     fx, fy = np.floor(sx), np.floor(sy)
     wx, wy = (sx - fx).astype(np.float32), (sy - fy).astype(np.float32)
-    ix = np.clip(fx.astype(np.int64), 0, cw + 2)
-    iy = np.clip(fy.astype(np.int64), 0, ch + 2)
+    ix = np.clip(fx, 0, cw + 2).astype(np.int64)
+    iy = np.clip(fy, 0, ch + 2).astype(np.int64)
     top_row = layers[:, iy, ix] * (1 - wx) + layers[:, iy, ix + 1] * wx
     bottom_row = layers[:, iy + 1, ix] * (1 - wx) + layers[:, iy + 1, ix + 1] * wx
     sampled = top_row * (1 - wy) + bottom_row * wy
     # Nearest tap is always one of the four bilinear taps, which the glyph rings make owned wherever fill > 0.
-    nx = np.clip(np.floor(sx + 0.5).astype(np.int64), 0, cw + 3)
-    ny = np.clip(np.floor(sy + 0.5).astype(np.int64), 0, ch + 3)
+    nx = np.clip(np.floor(sx + 0.5), 0, cw + 3).astype(np.int64)
+    ny = np.clip(np.floor(sy + 0.5), 0, ch + 3).astype(np.int64)
     return (y0, y1, x0, x1), np.clip(sampled, 0.0, 1.0), owner[ny, nx], [g[0] for g in glyphs]
 
 

@@ -4,16 +4,16 @@ No TFDS and no TensorFlow here: the builder in `synth_text_dataset_builder.py` o
 This module samples the scene (text blocks, their words, sizes, colours and placement) and holds the public
 entry points; the work is split over sibling modules:
 
-  assets.py       fonts (`FONTS`, `load_font`), photos, height fields and a sprite, all from pip packages
-                  (Pillow's built-in font, matplotlib's `mpl-data`; pyplot is never imported).
-  backgrounds.py  `random_background`: text-free procedural and photo backgrounds.
+  assets.py       fonts (`TRAIN_FONTS`, `HOLDOUT_FONTS`, `load_font`), photos, height fields and sprites, all
+                  from pip packages, in disjoint training and hold-out pools.
+  backgrounds.py  `random_background`: text-free photo and procedural backgrounds with non-text clutter.
   raster.py       `TextBlock`, `Sample`, `compose`, `coverage_to_mask`, `glyph_class`, the mask thresholds.
 
 How an image is made (`render_sample`):
-  1. A background (`random_background`): flat, gradients, smooth noise, stripes/checks/dots, photo crops,
-     height fields through colour ramps, sometimes blended, with distractor shapes and a pasted sprite.
+  1. A background (`random_background`): mostly real photo crops, else procedural textures, with clutter.
   2. Zero or more `TextBlock`s: one to three lines of random words in one font and size, optionally
-     stretched, sheared and rotated, with an optional outline and drop shadow.
+     stretched, sheared, rotated, bent along an arc and tilted in perspective, with an optional outline and
+     drop shadow.
   3. `compose` rasterises every block with FreeType's anti-aliased alpha (which is the exact area
      coverage of the glyph in each pixel) and alpha-composites shadow, outline and fill in that order.
      It tracks, per pixel, the fraction of the pixel that shows text *fill* (`coverage`) and which
@@ -21,6 +21,7 @@ How an image is made (`render_sample`):
      (as TextSeg maps 'word-effect' to background).
   4. `coverage_to_mask`: coverage >= `FG_THRESHOLD` -> 1, coverage <= `BG_THRESHOLD` -> 0, anything in
      between -> 255 (ignore). Character boxes are the extents of each character's non-zero mask pixels.
+  5. Camera-like degradations of the image only (uneven lighting, blur, noise, JPEG); the mask is unchanged.
 
 The names that the builder, its README and tests use (`render.TextBlock`, `render.compose`, ...) are
 re-exported here (`__all__`).
@@ -29,13 +30,14 @@ re-exported here (`__all__`).
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import string
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageFont
 
-from tfds_builders.synth_text.assets import FONTS, PILLOW_DEFAULT, load_font
+from tfds_builders.synth_text.assets import FONTS, HOLDOUT_FONTS, PILLOW_DEFAULT, TRAIN_FONTS, fonts, load_font
 from tfds_builders.synth_text.backgrounds import luminance, random_background
 from tfds_builders.synth_text.raster import (
     BG_THRESHOLD,
@@ -57,6 +59,7 @@ __all__ = [
     "BG_THRESHOLD",
     "FG_THRESHOLD",
     "FONTS",
+    "HOLDOUT_FONTS",
     "IGNORE_VALUE",
     "OTHER_CLASS",
     "PILLOW_DEFAULT",
@@ -65,6 +68,7 @@ __all__ = [
     "RenderConfig",
     "Sample",
     "Shadow",
+    "TRAIN_FONTS",
     "TextBlock",
     "compose",
     "coverage_to_mask",
@@ -83,6 +87,18 @@ _LETTER_P = np.array(
 _LETTER_P = _LETTER_P / _LETTER_P.sum()
 _WORD_LEN_P = np.array([3, 12, 14, 14, 12, 10, 9, 7, 6, 5, 4, 4], dtype=float)
 _WORD_LEN_P = _WORD_LEN_P / _WORD_LEN_P.sum()
+# Words of signs, labels and captions, for check sets drawn with `words='english'` (training uses random tokens).
+ENGLISH_WORDS = tuple("""
+open closed exit entrance sale today coffee tea bakery fresh bread market street road avenue stop slow school
+zone parking only no entry push pull welcome hotel cafe bar restaurant menu pizza burger special offer free wifi
+station platform train bus taxi airport gate arrivals departures north south east west city centre museum park
+garden library bank pharmacy hospital police fire emergency danger caution warning keep out private office
+store shop books music news sport fashion shoes kitchen house home family friends summer winter spring autumn
+morning evening night happy birthday party love life world water juice milk sugar organic local farm fish
+chicken beef vegetable fruit apple orange lemon banana cherry honey cream cheese butter wine beer hot cold
+price discount best quality since original classic modern design studio gallery theatre cinema ticket show
+live concert festival team club game play start finish race time clock week month year monday friday sunday
+""".split())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +116,15 @@ class RenderConfig:
       empty_fraction: fraction of images without any text.
       fg_threshold: coverage at or above which a pixel is text (1).
       bg_threshold: coverage at or below which a pixel is background (0); in between is 255.
+      pool: 'train' or 'holdout': the fonts and photos drawn from (`assets`); a check set uses 'holdout'.
+      photo_only: backgrounds are plain photo crops, without procedural textures or clutter.
+      words: 'random' tokens (letters with English frequencies, numbers, codes, punctuation) or 'english'
+        (`ENGLISH_WORDS` in lower, Capitalised or UPPER case).
+      curve_fraction: fraction of one- and two-line blocks bent along an arc.
+      perspective_fraction: fraction of blocks tilted in perspective.
+      degrade: apply camera-like degradations (lighting, blur, noise, JPEG) to the image.
+      low_contrast: let some blocks have little or no contrast with the background (off for check sets,
+        whose truth should be text a person can read).
     """
 
     height: int = 128
@@ -111,6 +136,13 @@ class RenderConfig:
     empty_fraction: float = 0.05
     fg_threshold: float = FG_THRESHOLD
     bg_threshold: float = BG_THRESHOLD
+    pool: str = "train"
+    photo_only: bool = False
+    words: str = "random"
+    curve_fraction: float = 0.12
+    perspective_fraction: float = 0.25
+    degrade: bool = True
+    low_contrast: bool = True
 
 
 def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -128,8 +160,18 @@ def _font_size(rng: np.random.Generator, cfg: RenderConfig) -> int:
     return int(round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
 
 
-def _word(rng: np.random.Generator, punct: str) -> str:
+def _english_word(rng: np.random.Generator, punct: str) -> str:
+    word = ENGLISH_WORDS[int(rng.integers(len(ENGLISH_WORDS)))]
+    word = [word, word.capitalize(), word.upper()][int(rng.choice(3, p=[0.3, 0.35, 0.35]))]
+    if punct and rng.random() < 0.08:
+        word += str(rng.choice([c for c in "!.:" if c in punct] or list(punct)))
+    return word
+
+
+def _word(rng: np.random.Generator, punct: str, words: str = "random") -> str:
     """A random token: a word in some casing, a number, a code, or a punctuation mark."""
+    if words == "english":
+        return _english_word(rng, punct)
     kind = rng.choice(7, p=[0.31, 0.17, 0.15, 0.07, 0.14, 0.11, 0.05])
     n = 1 + int(rng.choice(len(_WORD_LEN_P), p=_WORD_LEN_P))
     if kind <= 3:
@@ -161,12 +203,17 @@ def _word(rng: np.random.Generator, punct: str) -> str:
     return word
 
 
-def _line(rng: np.random.Generator, font: ImageFont.FreeTypeFont, punct: str, max_width: float, tracking: float) -> str:
+def _line(rng: np.random.Generator, font: ImageFont.FreeTypeFont, punct: str, max_width: float, tracking: float,
+          words_kind: str = "random") -> str:
     """Words up to a random fraction of `max_width`; the first word is cut to fit `max_width`."""
     target = rng.uniform(0.45, 1.0) * max_width
     words: list[str] = []
     for _ in range(8):
-        word = _word(rng, punct)
+        word = _word(rng, punct, words_kind)
+        for _ in range(8 if words_kind == "english" and not words else 0):  # real words: prefer one that fits
+            if line_width(font, word, tracking) <= max_width:
+                break
+            word = _word(rng, punct, words_kind)
         if not words:
             while len(word) > 1 and line_width(font, word, tracking) > max_width:
                 word = word[:-1]
@@ -197,7 +244,8 @@ def _pick_color(rng: np.random.Generator, reference: float, min_contrast: float)
 def _sample_block(rng: np.random.Generator, cfg: RenderConfig, bg: np.ndarray, taken: list) -> TextBlock | None:
     """A random block that fits the image (most of the time) and avoids earlier blocks' boxes."""
     h, w = cfg.height, cfg.width
-    font_name = list(FONTS)[int(rng.integers(len(FONTS)))]
+    pool = fonts(cfg.pool)
+    font_name = list(pool)[int(rng.integers(len(pool)))]
     size = _font_size(rng, cfg)
     r = rng.random()
     angle = 0.0 if r < 0.55 else float(np.clip(rng.normal(0, 12), -40, 40)) if r < 0.92 else rng.uniform(-90, 90)
@@ -216,7 +264,14 @@ def _sample_block(rng: np.random.Generator, cfg: RenderConfig, bg: np.ndarray, t
     font = load_font(font_name, size)
     max_lines = max(1, min(3, int(0.9 * h / (sum(font.getmetrics()) * 1.1))))
     n_lines = min(max_lines, 1 + int(rng.choice(3, p=[0.6, 0.28, 0.12])))
-    lines = tuple(_line(rng, font, FONTS[font_name], 0.92 * w / stretch, tracking) for _ in range(n_lines))
+    lines = tuple(_line(rng, font, pool[font_name], 0.92 * w / stretch, tracking, cfg.words) for _ in range(n_lines))
+    curve = 0.0
+    if n_lines <= 2 and rng.random() < cfg.curve_fraction:
+        curve = float(rng.uniform(0.3, 1.3) * rng.choice([-1.0, 1.0]))
+    perspective = (0.0, 0.0)
+    if rng.random() < cfg.perspective_fraction:
+        tilt = rng.uniform(-0.35, 0.35, 2)
+        perspective = tuple(float(v) for v in tilt * min(1.0, 0.6 / max(1e-6, float(np.abs(tilt).sum()))))
     block = TextBlock(
         lines,
         font_name,
@@ -231,6 +286,8 @@ def _sample_block(rng: np.random.Generator, cfg: RenderConfig, bg: np.ndarray, t
         tracking=tracking,
         stretch=stretch,
         shear=shear,
+        curve=curve,
+        perspective=perspective,
     )
     for _ in range(3):  # shrink the font until the (rotated) block fits; the text stays the same
         bh, bw = block_extent(block)
@@ -256,7 +313,8 @@ def _sample_block(rng: np.random.Generator, cfg: RenderConfig, bg: np.ndarray, t
     ys = slice(max(0, int(box[0])), max(1, min(h, int(box[2]) + 1)))
     xs = slice(max(0, int(box[1])), max(1, min(w, int(box[3]) + 1)))
     local = float(luminance(bg[ys, xs].reshape(-1, 3).mean(axis=0)))
-    contrast = 80.0 if rng.random() < 0.93 else 0.0
+    r = rng.random() if cfg.low_contrast else 0.0
+    contrast = 80.0 if r < 0.85 else float(rng.uniform(35.0, 80.0)) if r < 0.95 else 0.0  # some low-contrast text
     color = _pick_color(rng, local, contrast)
     fill_lum = float(luminance(np.array(color)))
     color2 = None
@@ -296,7 +354,7 @@ def _overlap(a, b) -> float:
 
 def render_sample(rng: np.random.Generator, cfg: RenderConfig) -> Sample:
     """Renders one random image with its mask and character boxes; a pure function of `rng`'s state."""
-    bg = random_background(rng, cfg.height, cfg.width)
+    bg = random_background(rng, cfg.height, cfg.width, cfg.pool, cfg.photo_only)
     blocks: list[TextBlock] = []
     if rng.random() >= cfg.empty_fraction:
         taken: list = []
@@ -306,14 +364,49 @@ def render_sample(rng: np.random.Generator, cfg: RenderConfig) -> Sample:
             if block is not None:
                 blocks.append(block)
     sample = compose(bg, blocks, cfg.fg_threshold, cfg.bg_threshold)
-    image = sample.image
-    # Camera-like degradations touch only the image; the mask keeps the exact geometric coverage.
-    if rng.random() < 0.15:
-        image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8))))
-    if rng.random() < 0.5:
-        noise = rng.normal(0, rng.uniform(1, 6), image.shape).astype(np.float32)
-        image = np.clip(np.round(image + noise), 0, 255).astype(np.uint8)
-    return dataclasses.replace(sample, image=image)
+    if not cfg.degrade:
+        return sample
+    return dataclasses.replace(sample, image=degrade(rng, sample.image))
+
+
+def _lighting(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth multiplicative shading [h, w, 1]: a linear falloff, a spot light or a vignette."""
+    x, y = np.meshgrid(np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32))
+    kind = int(rng.integers(3))
+    if kind == 0:
+        t = rng.uniform(0, 2 * math.pi)
+        field = (math.cos(t) * x + math.sin(t) * y) / 2 + 0.5
+    elif kind == 1:
+        cx, cy, r = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0.5, 1.5)
+        field = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))
+    else:
+        field = 1.0 - np.clip((x * x + y * y) / 2, 0, 1)
+    lo, hi = rng.uniform(0.35, 0.85), rng.uniform(1.0, 1.25)
+    return (lo + (hi - lo) * field)[..., None].astype(np.float32)
+
+
+def degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Camera-like degradations of a uint8 image [H, W, 3]: uneven lighting, blur, noise, JPEG artefacts.
+
+    They touch only the image; the mask keeps the exact geometric coverage (blur is at most 1 px).
+    """
+    h, w = image.shape[:2]
+    out = image.astype(np.float32)
+    if rng.random() < 0.3:
+        out = out * _lighting(rng, h, w)
+    if rng.random() < 0.12:  # a colour cast over everything, text included
+        out = out * rng.uniform(0.8, 1.2, 3).astype(np.float32)
+    out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    if rng.random() < 0.2:
+        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0))))
+    if rng.random() < 0.45:
+        noise = rng.normal(0, rng.uniform(1, 8), out.shape).astype(np.float32)
+        out = np.clip(np.round(out + noise), 0, 255).astype(np.uint8)
+    if rng.random() < 0.35:
+        buffer = io.BytesIO()
+        Image.fromarray(out).save(buffer, format="jpeg", quality=int(rng.integers(25, 91)))
+        out = np.asarray(Image.open(buffer).convert("RGB"))
+    return out
 
 
 def _block_count_p(n: int) -> np.ndarray:

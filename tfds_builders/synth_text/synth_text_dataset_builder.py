@@ -1,8 +1,10 @@
 """`synth_text`: synthetic scene-text segmentation images with exact per-pixel masks; no download.
 
-Words of random letters (both cases), digits and punctuation are drawn in fonts shipped by Pillow and
-matplotlib onto procedural textures and crops of the photos in matplotlib's `sample_data`, with rotation,
-shear, outlines and drop shadows (see `render.py` and README.md). Masks use the project's canonical encoding:
+Words of random letters (both cases), digits and punctuation are drawn in fonts shipped by Pillow, matplotlib
+and `font-*` pip packages onto crops of real photos (scikit-image, scikit-learn, matplotlib) and procedural
+textures with non-text clutter, with rotation, shear, curvature, perspective, outlines and drop shadows, then
+lighting, blur, noise and JPEG artefacts (see `render.py` and README.md). The `photo_check` config draws English
+words in held-out fonts on held-out photos: a check of transfer to real photos that training never saw. Masks use the project's canonical encoding:
 
     0    background, including outlines and shadows ("word effects", mapped to background as in TextSeg)
     1    text fill whose pixel coverage is >= 0.75 (`render.FG_THRESHOLD`)
@@ -50,6 +52,11 @@ class SynthTextConfig(tfds.core.BuilderConfig):
         draws all sizes log-uniform over [min, max].
       max_blocks: most text blocks per image.
       empty_fraction: fraction of images without text.
+      pool: 'train' or 'holdout' fonts and photos (`assets`); check sets use 'holdout', which no training
+        render ever draws from.
+      photo_only: plain photo backgrounds (no procedural textures or clutter).
+      words: 'random' tokens or 'english' words (`render.ENGLISH_WORDS`).
+      low_contrast: allow blocks with little or no contrast.
     """
 
     image_size: int = 128
@@ -60,7 +67,11 @@ class SynthTextConfig(tfds.core.BuilderConfig):
     max_font_size: int = 120
     small_font_fraction: float | None = 0.15
     max_blocks: int = 3
-    empty_fraction: float = 0.05
+    empty_fraction: float = 0.08
+    pool: str = "train"
+    photo_only: bool = False
+    words: str = "random"
+    low_contrast: bool = True
 
     def render_config(self) -> render.RenderConfig:
         """The renderer settings of this variant."""
@@ -72,6 +83,10 @@ class SynthTextConfig(tfds.core.BuilderConfig):
             small_font_fraction=self.small_font_fraction,
             max_blocks=self.max_blocks,
             empty_fraction=self.empty_fraction,
+            pool=self.pool,
+            photo_only=self.photo_only,
+            words=self.words,
+            low_contrast=self.low_contrast,
         )
 
 
@@ -105,15 +120,20 @@ def _png(array: np.ndarray) -> bytes:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for `synth_text`: rendered scene text, masks and character boxes."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: quick (128 px) and standard (384 px) configs."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: quick (128 px) and standard (384 px) configs.",
+        "2.0.0": "Backgrounds mostly real photos (scikit-image, scikit-learn, matplotlib) with non-text clutter; "
+        "30 more font faces; curved and perspective text; lighting, JPEG and stronger blur; held-out photos and "
+        "fonts for the `photo_check` config.",
+    }
     BUILDER_CONFIGS = [
         SynthTextConfig(
             name="quick",
-            description="128x128, 3000 train / 300 test; 12-120 px fonts, ~15% at 12-24 px, the rest "
+            description="128x128, 6000 train / 300 test; 12-120 px fonts, ~15% at 12-24 px, the rest "
             "log-uniform 24-120 px (mostly medium-to-large text).",
             image_size=128,
-            num_train=3000,
+            num_train=6000,
             num_test=300,
             seed=0,
             small_font_fraction=0.15,
@@ -141,6 +161,25 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             small_font_fraction=0.15,
             max_blocks=2,
         ),
+        SynthTextConfig(
+            name="photo_check",
+            description="Check set of real photos: 256x256 views of photos that no training render uses, English "
+            "words of 10-56 px in fonts that no training render uses, camera degradations; 200 test images, no "
+            "train split.",
+            image_size=256,
+            num_train=0,
+            num_test=200,
+            seed=3,
+            min_font_size=10,
+            max_font_size=56,
+            small_font_fraction=0.15,
+            max_blocks=3,
+            empty_fraction=0.05,
+            pool="holdout",
+            photo_only=True,
+            words="english",
+            low_contrast=False,
+        ),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -160,7 +199,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         del dl_manager  # everything is rendered locally
-        return {split: self._generate_examples(split) for split in _SPLIT_SIZES}
+        config = self.builder_config
+        return {split: self._generate_examples(split) for split, size in _SPLIT_SIZES.items()
+                if getattr(config, size) > 0}
 
     def _generate_examples(self, split: str):
         config = self.builder_config

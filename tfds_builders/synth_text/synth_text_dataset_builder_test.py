@@ -8,6 +8,7 @@ download to fake.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -142,7 +143,37 @@ def test_builder_configs():
     names = [c.name for c in stb.Builder.BUILDER_CONFIGS]
     assert names[0] == "quick" and "standard" in names
     quick = stb.Builder.BUILDER_CONFIGS[0]
-    assert (quick.image_size, quick.num_train, quick.num_test) == (128, 3000, 300)
+    assert (quick.image_size, quick.num_train, quick.num_test) == (128, 6000, 300)
+    check = next(c for c in stb.Builder.BUILDER_CONFIGS if c.name == "photo_check")
+    assert check.pool == "holdout" and check.photo_only and check.num_train == 0
+
+
+def test_check_config_has_only_a_test_split_and_holdout_assets(tmp_path):
+    check = stb.SynthTextConfig(name="check_unit", description="test only", image_size=48, num_train=0, num_test=3,
+                                seed=4, max_font_size=30, pool="holdout", photo_only=True, words="english",
+                                low_contrast=False)
+    builder = stb.Builder(config=check, data_dir=tmp_path)
+    assert list(builder._split_generators(None)) == ["test"]
+    builder.download_and_prepare(file_format="array_record",
+                                 download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    source = tfds.data_source("synth_text", split="test", data_dir=tmp_path, download=False,
+                              builder_kwargs={"config": check})
+    assert len(source) == 3
+    words = set(render.ENGLISH_WORDS)
+    for ex in (source[i] for i in range(3)):
+        for word in _text(ex["text"]).split():
+            assert word.rstrip("!.:").lower() in words or len(word) < 4  # whole words, or a cut one that fits
+
+
+def test_asset_pools_are_disjoint():
+    from tfds_builders.synth_text import assets
+
+    assert not set(assets.TRAIN_FONTS) & set(assets.HOLDOUT_FONTS)
+    assert {assets.font_path(n) for n in assets.HOLDOUT_FONTS}.isdisjoint(
+        assets.font_path(n) for n in assets.TRAIN_FONTS if n != render.PILLOW_DEFAULT)
+    digest = {pool: {hashlib.md5(p.tobytes()).hexdigest() for p in assets.photos(pool)} for pool in ("train", "holdout")}
+    assert len(digest["train"]) >= 12 and len(digest["holdout"]) >= 6
+    assert not digest["train"] & digest["holdout"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,9 +195,10 @@ def test_coverage_thresholds():
     np.testing.assert_array_equal(render.coverage_to_mask(cov), [0, 0, 255, 255, 255, 1, 1])
 
 
-@pytest.mark.parametrize("angle", [0.0, 23.0])
-def test_ignore_only_at_glyph_edges(angle):
-    sample = render.compose(_flat(), [_block(angle=angle)])
+@pytest.mark.parametrize("warp", [dict(angle=0.0), dict(angle=23.0), dict(curve=0.9), dict(curve=-1.1, angle=10.0),
+                                  dict(perspective=(0.35, -0.25))])
+def test_ignore_only_at_glyph_edges(warp):
+    sample = render.compose(_flat(), [_block(**warp)])
     mask = sample.mask
     assert (mask == 1).sum() > 1000
     # A pixel whose whole 3x3 neighbourhood is inked is interior and must be text, never ignore.
@@ -215,8 +247,43 @@ def test_char_boxes_and_labels():
     assert [render.glyph_class(c) for c in "0Zz?"] == [0, 35, 35, 36]
 
 
+def test_warp_inverse_undoes_forward():
+    from tfds_builders.synth_text import raster
+
+    block = _block(curve=-1.2, perspective=(0.3, 0.25), angle=17.0, stretch=1.2, shear=0.2)
+    warp = raster._Warp(block, 40.0, 200.0)
+    u, v = np.meshgrid(np.linspace(-100, 100, 9), np.linspace(-20, 20, 5))
+    x, y = warp.forward(u, v)
+    assert not np.allclose(x, u)
+    back = warp.inverse(x, y)
+    np.testing.assert_allclose(back[0], u, atol=1e-6)
+    np.testing.assert_allclose(back[1], v, atol=1e-6)
+
+
+def test_curved_text_bends_the_way_its_sign_says():
+    def ends_minus_middle(curve):  # mean row of the text at the line ends minus the mean row in the middle
+        mask = render.compose(_flat(size=160), [_block(lines=("MMMMMM",), size=24, center=(80.0, 80.0),
+                                                       curve=curve)]).mask == 1
+        ys, xs = np.nonzero(mask)
+        ends, mid = np.abs(xs - xs.mean()) > 0.35 * np.ptp(xs), np.abs(xs - xs.mean()) < 0.1 * np.ptp(xs)
+        return ys[ends].mean() - ys[mid].mean()
+
+    assert abs(ends_minus_middle(0.0)) < 0.5
+    assert ends_minus_middle(1.0) < -3  # ends up
+    assert ends_minus_middle(-1.0) > 3  # an arch
+
+
+def test_degradations_leave_the_mask_alone():
+    base = render.RenderConfig(height=96, width=96)
+    for i in range(6):
+        clean = render.render_sample(render.example_rng(5, "train", i), dataclasses.replace(base, degrade=False))
+        dirty = render.render_sample(render.example_rng(5, "train", i), base)
+        np.testing.assert_array_equal(clean.mask, dirty.mask)
+        np.testing.assert_array_equal(clean.char_boxes, dirty.char_boxes)
+
+
 def test_every_font_draws_letters():
-    for font in render.FONTS:
+    for font in [*render.TRAIN_FONTS, *render.HOLDOUT_FONTS]:
         sample = render.compose(_flat(size=64), [_block(lines=("Ag",), font=font, size=30, center=(32.0, 32.0))])
         assert sample.chars == "Ag", font
         assert (sample.mask == 1).sum() > 20, font
