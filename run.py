@@ -8,6 +8,7 @@ Bad flags, unknown config fields and unwritable workdirs fail with one line befo
 """
 
 import sys
+import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -53,6 +54,21 @@ def _parse_flags(argv):
     return rest
 
 
+_START = time.perf_counter()
+
+
+def _summary(result) -> None:
+    """One closing line: the wall time of this command and its headline figures."""
+    import jax
+
+    if jax.process_index() != 0 or not result:
+        return
+    parts = [f"{result.get('split', 'eval')} fgIoU {result['fgiou']:.4f} F {result['fscore']:.4f}"]
+    if "check" in result:
+        parts.append(f"check set fgIoU {result['check']['fgiou']:.4f} F {result['check']['fscore']:.4f}")
+    print(f"run.py: done in {(time.perf_counter() - _START) / 60:.1f} min wall: {'; '.join(parts)}", flush=True)
+
+
 def main(argv):
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -80,9 +96,9 @@ def main(argv):
     config = _CONFIG.value
     try:
         if _MODE.value == "train":
-            train.train_and_evaluate(config, _WORKDIR.value)
+            _summary(train.train_and_evaluate(config, _WORKDIR.value))
         elif _MODE.value == "eval":
-            train.evaluate_only(config, _WORKDIR.value)
+            _summary(train.evaluate_only(config, _WORKDIR.value))
         else:
             from texrnet_jax import predict
 

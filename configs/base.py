@@ -46,6 +46,8 @@ def data_config(name: str) -> ml_collections.ConfigDict:
         crop_size=513,
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
+        # Photometric augmentation before the reference one (colour, grey, inversion, blur, JPEG); not in the paper.
+        photometric=False,
         num_workers=0,  # grain worker processes (0 = in the main process)
         max_char_boxes=64,  # character boxes per training crop for the glyph loss (extra ones are dropped)
         prefetch=2,
@@ -119,12 +121,18 @@ def get_base_config() -> ml_collections.ConfigDict:
     ))
     c.eval = ml_collections.ConfigDict(dict(
         scales=REFERENCE_SCALES,
-        base_size=512,  # scale s feeds an image of area about (int(base_size * s) + 1)^2, sides 32k+1
+        # Scale s feeds an image of area about (int(base_size * s) + 1)^2, sides 32k+1; 0 = each image's own size.
+        base_size=512,
         flip=False,
         batch_size=0,  # images per eval batch (0 = one per device); images of equal size are batched
         max_images=0,  # 0 = the whole split
         num_samples=8,  # side-by-side PNGs written to eval/<split>_samples/
         save_masks=False,  # write every predicted mask as a PNG to eval/<split>_masks/
+        # A second set evaluated after the main one (same protocol, its own base size), e.g. a check of transfer
+        # to real photos: results in eval/<check_set with '/' -> '_'>/<check_split>_metrics.json. '' = none.
+        check_set="",
+        check_split="test",
+        check_base_size=-1,  # the check set's base_size; -1 = base_size
     ))
     c.ckpt = ml_collections.ConfigDict(dict(every_steps=1000, max_to_keep=3))
     c.init_from = ""  # converted checkpoint (python -m texrnet_jax.convert) to start from when not resuming

@@ -19,6 +19,8 @@ def get_config(arg=None):
     # prediction at fgIoU 0.73 when this set is evaluated at 1x, 0.91 at (1.5x, 2x) and 0.96 at 2.5x.
     c.data.scale_range = (129, 225)
     c.data.crop_size = 129
+    # Colour, grey, inversion, blur and JPEG on top of the renderer's own variation, for transfer to photos.
+    c.data.photometric = True
     # hrnet_tiny with 32 refinement channels gave the best fgIoU per CPU-second (hrnet_small: 2.6x slower per
     # image and no better per step); the rest of the architecture is the reference's.
     c.model.backbone = "hrnet_tiny"
@@ -36,9 +38,14 @@ def get_config(arg=None):
     c.eval.flip = True
     c.eval.base_size = 128
     c.eval.batch_size = 20
+    # Transfer to real photos: held-out photos with words in held-out fonts (synth_text/photo_check, 256 px), at
+    # their own size (base size 0), so the same scales magnify them as much as the 128 px training images.
+    c.eval.check_set = "synth_text/photo_check"
+    c.eval.check_base_size = 0
     if args.tiny:
         c.data.name = "synth_text/tiny"
         base.tiny(c, "hrnet_tiny")
         c.eval.max_images = 8
         c.eval.batch_size = 4
+        c.eval.check_set = ""
     return c

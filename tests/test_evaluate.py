@@ -77,6 +77,10 @@ def test_multiscale_sizes(case):
             assert th % 32 == 1 and tw % 32 == 1
             assert (th + 32) * (tw + 32) > m * m >= (th - 1) * (tw - 1)
     assert evaluate.multiscale_sizes(100, 200, scales=(1.0,), base_size=128) == [(65, 161)]
+    # base_size 0: each image at its own size times the scale, whatever its resolution.
+    assert evaluate.multiscale_sizes(256, 256, scales=(1.5, 2.0), base_size=0) == \
+        evaluate.multiscale_sizes(256, 256, scales=(1.5, 2.0), base_size=256) == [(385, 385), (513, 513)]
+    assert evaluate.multiscale_sizes(480, 640, scales=(1.0,), base_size=0) == [(481, 641)]
 
 
 def test_multiscale_probs_matches_reference(case, host_run):

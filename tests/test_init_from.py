@@ -43,3 +43,22 @@ def test_initialize_from_rejects_another_backbone(converted):
     _, _, params, rest = train.create_model(config)
     with pytest.raises(ValueError, match="backbone"):
         train.initialize_from(config, params, rest)
+
+
+def test_predict_with_converted_weights_and_a_paper_config(converted, tmp_path, capsys):
+    """The README's pretrained path: a paper config with `init_from`, `--mode=predict`, no dataset, no glyph classifier."""
+    from PIL import Image
+
+    from texrnet_jax import predict
+
+    config = importlib.import_module("configs.textseg_hrnet").get_config(f"init_from={converted}")
+    config.model.backbone = "hrnet_w18"  # the fixture's backbone (the released weights are HRNet-W48)
+    config.eval.update(scales=(1.0,), base_size=64)  # one small pass instead of the paper's eight
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(photos / "a.jpg")
+    config.predict.update(input=str(photos / "*.jpg"), output=str(tmp_path / "masks"))
+    assert predict.predict_from_config(config, str(tmp_path / "empty_workdir")) == 0
+    mask = np.asarray(Image.open(tmp_path / "masks" / "a_mask.png"))
+    assert mask.shape == (40, 56) and set(np.unique(mask)) <= {0, 255}
+    assert str(converted) in capsys.readouterr().out

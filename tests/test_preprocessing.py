@@ -249,3 +249,22 @@ def test_train_augment_char_boxes_cover_the_character_in_the_crop():
         assert xs.min() >= x1 - 1 and xs.max() + 1 <= x2 + 1
         assert (ys.max() + 1 - ys.min()) == pytest.approx(y2 - y1, abs=2)  # the tall side is not padded
     assert seen >= 5
+
+
+def test_photometric_augmentation_changes_colours_only():
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8)
+    outs = [preprocessing.photometric(image, np.random.default_rng(s)) for s in range(12)]
+    for out in outs:
+        assert out.shape == image.shape and out.dtype == np.uint8
+    assert sum(not np.array_equal(o, image) for o in outs) == len(outs)
+    np.testing.assert_array_equal(outs[3], preprocessing.photometric(image, np.random.default_rng(3)))
+    # Some draws invert the image, so dark-on-light and light-on-dark text both occur.
+    corr = [np.corrcoef(o.reshape(-1).astype(float), image.reshape(-1).astype(float))[0, 1] for o in outs]
+    assert min(corr) < 0 < max(corr)
+    element = {"image": image, "mask": rng.integers(0, 2, size=(30, 40, 1)).astype(np.uint8), "id": b"x"}
+    plain = preprocessing.TrainAugment((33, 49), 33, IGNORE)
+    jittered = preprocessing.TrainAugment((33, 49), 33, IGNORE, photometric=True)
+    a, b = plain.random_map(element, np.random.default_rng(7)), jittered.random_map(element, np.random.default_rng(7))
+    assert not np.array_equal(a["image"], b["image"])
+    assert a["image"].shape == b["image"].shape and b["mask"].shape == (33, 33)

@@ -30,10 +30,12 @@ def data_dir(tiny_synth_dir):
     return tiny_synth_dir
 
 
-def _config(data_dir, num_steps: int, num_devices: int = 0, glyph: bool = False):
+def _config(data_dir, num_steps: int, num_devices: int = 0, glyph: bool = False, check: bool = False):
     """`configs/synth_quick.py:tiny` with run-length overrides, locked as run.py locks it."""
     config = importlib.import_module("configs.synth_quick").get_config("tiny")
     config.data.data_dir = str(data_dir)
+    if check:  # the check-set evaluation of the main job, here on the tiny set's own test split at another size
+        config.eval.update(check_set="synth_text/tiny", check_split="test", check_base_size=48)
     config.train.num_steps = num_steps
     config.train.num_devices = num_devices
     config.eval.max_images = EVAL_IMAGES
@@ -55,7 +57,7 @@ def _train_lines(workdir) -> list[dict]:
 def first_run(tmp_path_factory, data_dir):
     """A 5-step run on all 4 devices: (workdir, returned eval metrics)."""
     workdir = tmp_path_factory.mktemp("run") / "work"
-    result = train.train_and_evaluate(_config(data_dir, STEPS), str(workdir))
+    result = train.train_and_evaluate(_config(data_dir, STEPS, check=True), str(workdir))
     return workdir, result
 
 
@@ -78,6 +80,9 @@ def test_evaluation_outputs(first_run):
     metrics = json.loads((workdir / "eval" / "test_metrics.json").read_text())
     assert {"fgiou", "fscore", "precision", "recall", "num_images"} <= set(metrics)
     assert metrics["num_images"] == EVAL_IMAGES and metrics["step"] == STEPS
+    check = json.loads((workdir / "eval" / "synth_text_tiny" / "test_metrics.json").read_text())
+    assert check["base_size"] == 48 and check["num_images"] == EVAL_IMAGES
+    assert result["check"]["fgiou"] == check["fgiou"] and metrics["base_size"] != 48
     for key in ("fgiou", "fscore", "precision", "recall"):
         assert 0.0 <= metrics[key] <= 1.0
         assert metrics[key] == pytest.approx(result[key])

@@ -31,10 +31,15 @@ REFERENCE_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5)
 
 def multiscale_sizes(h: int, w: int, scales: Sequence[float] = REFERENCE_SCALES, base_size: int = 512
                      ) -> list[tuple[int, int]]:
-    """Network input sizes: area about `(int(base_size * s) + 1)^2`, aspect kept, both sides 32k+1."""
+    """Network input sizes: area about `(int(base_size * s) + 1)^2`, aspect kept, both sides 32k+1.
+
+    `base_size` 0 means the image's own size (`sqrt(h * w)`): scale s then magnifies every image s times, whatever
+    its resolution (for photos, whose text is small, instead of shrinking them to one area).
+    """
+    base = base_size if base_size > 0 else math.sqrt(h * w)
     sizes = []
     for s in scales:
-        m = int(base_size * s) + 1
+        m = int(base * s) + 1
         r = math.sqrt(m * m / (h * w))
         sizes.append((int(h * r) // 32 * 32 + 1, int(w * r) // 32 * 32 + 1))
     return sizes

@@ -93,7 +93,8 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
     ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
     ds = ds.random_map(preprocessing.TrainAugment(data_cfg["scale_range"], data_cfg["crop_size"],
                                                   data_cfg["ignore_label"], data_cfg["mean"], data_cfg["std"],
-                                                  max_char_boxes=max_char_boxes))
+                                                  max_char_boxes=max_char_boxes,
+                                                  photometric=data_cfg.get("photometric", False)))
     # Slice after the (lazy) augmentation: its randomness is keyed by the global index, so every process count
     # sees the same augmented examples; each process still decodes and augments only its own share.
     ds = ds[jax.process_index()::jax.process_count()]

@@ -9,7 +9,8 @@ The training augmentation is the reference's (section 4.2), identical for every 
 3. a random square crop (padding with 0 / ignore when the scaled image is smaller, which the reference
    sizes never trigger).
 
-No flip, colour jitter or rotation. Only the crop window of the scaled image is ever computed.
+No flip, colour jitter or rotation. Only the crop window of the scaled image is ever computed. An optional
+photometric augmentation (`photometric`, off in the reference configs) comes before step 1.
 
 With the glyph loss, the examples' character boxes (`char_boxes` `[N, 4]` `[y1, x1, y2, x2]`, exclusive max, and
 `char_labels`) follow the same geometry (`crop_char_boxes`): squared by padding the short side symmetrically,
@@ -138,6 +139,38 @@ def crop_char_boxes(boxes: np.ndarray, labels: np.ndarray, src_hw: tuple[int, in
     return out
 
 
+def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random photometric augmentation of a uint8 image `[H, W, 3]` (geometry and labels untouched).
+
+    Brightness, contrast, saturation and per-channel gains; sometimes grey, inverted (light text on dark and
+    dark on light), blurred (Gaussian, sigma 0.3-1 px) or JPEG re-encoded (quality 30-90). Not part of the
+    reference recipe: `config.data.photometric` turns it on (the synthetic main job does, for transfer to photos).
+    """
+    import io
+
+    from PIL import Image, ImageFilter
+
+    x = image.astype(np.float32)
+    grey = (x @ np.asarray([0.299, 0.587, 0.114], np.float32))[..., None]
+    if rng.random() < 0.1:
+        x = np.repeat(grey, 3, axis=-1)
+    else:
+        x = grey + (x - grey) * np.float32(rng.uniform(0.6, 1.4))
+    mean = np.float32(grey.mean())
+    x = mean + (x - mean) * np.float32(rng.uniform(0.7, 1.3))
+    x = x * np.float32(rng.uniform(0.75, 1.25)) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    if rng.random() < 0.2:
+        x = 255.0 - x
+    out = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    if rng.random() < 0.15:
+        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.0)))))
+    if rng.random() < 0.15:
+        buffer = io.BytesIO()
+        Image.fromarray(out).save(buffer, format="jpeg", quality=int(rng.integers(30, 91)))
+        out = np.asarray(Image.open(buffer).convert("RGB"))
+    return out
+
+
 class TrainAugment(grain.transforms.RandomMap):
     """Decoded TFDS example -> `{'image': [S, S, 3] float32 normalised, 'mask': [S, S] int32}`.
 
@@ -146,15 +179,20 @@ class TrainAugment(grain.transforms.RandomMap):
     """
 
     def __init__(self, scale_range: Sequence[int], crop_size: int, ignore_label: int,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, max_char_boxes: int = 0):
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, max_char_boxes: int = 0,
+                 photometric: bool = False):
         self.scale_range = tuple(int(s) for s in scale_range)
         self.crop_size = int(crop_size)
         self.ignore_label = int(ignore_label)
         self.mean, self.std = tuple(mean), tuple(std)
         self.max_char_boxes = int(max_char_boxes)
+        self.photometric = bool(photometric)
 
     def random_map(self, element, rng: np.random.Generator):
-        image = normalize(np.asarray(element["image"]), self.mean, self.std)
+        image = np.asarray(element["image"])
+        if self.photometric:
+            image = photometric(image, rng)
+        image = normalize(image, self.mean, self.std)
         mask = np.asarray(element["mask"])[..., 0]
         geometry = random_geometry(*mask.shape, rng, self.scale_range, self.crop_size)
         img, msk = random_scale_crop(image, mask, rng, self.scale_range, self.crop_size, self.ignore_label, geometry)

@@ -300,23 +300,44 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     writer.flush()
     result = run_evaluation(config, eval_def, (state["params"], state["rest"]), workdir, step)
     # Tensorboard only: metrics.jsonl keeps exactly one line per logged training step.
-    writer.write_scalars(step, {f"eval/{k}": v for k, v in result.items() if k in ("fgiou", "fscore", "miou")},
-                         jsonl=False)
+    scalars = {f"eval/{k}": v for k, v in result.items() if k in ("fgiou", "fscore", "miou")}
+    scalars.update({f"eval_check/{k}": v for k, v in result.get("check", {}).items() if k in ("fgiou", "fscore")})
+    writer.write_scalars(step, scalars, jsonl=False)
     writer.close()
     return result
 
 
 def run_evaluation(config, eval_def: nnx.GraphDef, variables: tuple[Any, Any], workdir: pathlib.Path,
                    step: int | None) -> dict[str, Any]:
-    """Evaluates `config.data.eval_split` and prints the headline metrics."""
+    """Evaluates `config.data.eval_split` (and `config.eval.check_set`, if set) and prints the headline metrics.
+
+    Returns:
+        The metrics of `config.data.eval_split`; with a check set, its metrics are under the key `check`.
+    """
     predictor = evaluate.Predictor(eval_def, variables, config.eval)
-    result = evaluate.evaluate_split(config.data, config.eval, predictor, workdir / "eval", config.data.eval_split,
-                                     step)
+    result = _evaluate_and_print(config.data, config.eval, predictor, workdir / "eval", step,
+                                 config.data.eval_split)
+    check = config.eval.get("check_set", "")
+    if check:
+        data_cfg = config.data.copy_and_resolve_references()
+        eval_cfg = config.eval.copy_and_resolve_references()
+        with data_cfg.unlocked(), eval_cfg.unlocked():
+            data_cfg.name, data_cfg.auto_prepare = check, True
+            if config.eval.check_base_size >= 0:
+                eval_cfg.base_size = config.eval.check_base_size
+        predictor = evaluate.Predictor(eval_def, variables, eval_cfg)
+        result["check"] = _evaluate_and_print(data_cfg, eval_cfg, predictor, workdir / "eval" / check.replace("/", "_"),
+                                              step, config.eval.check_split, label=check)
+    return result
+
+
+def _evaluate_and_print(data_cfg, eval_cfg, predictor, out_dir: pathlib.Path, step: int | None, split: str,
+                        label: str = "") -> dict[str, Any]:
+    result = evaluate.evaluate_split(data_cfg, eval_cfg, predictor, out_dir, split, step)
     if parallel.is_main_process():
-        print(f"eval {config.data.eval_split} ({result['num_images']} images, step {step}): "
+        print(f"eval {label + ' ' if label else ''}{split} ({result['num_images']} images, step {step}): "
               f"fgIoU={result['fgiou']:.4f} F={result['fscore']:.4f} P={result['precision']:.4f} "
-              f"R={result['recall']:.4f} -> {workdir / 'eval' / (config.data.eval_split + '_metrics.json')}",
-              flush=True)
+              f"R={result['recall']:.4f} -> {out_dir / (split + '_metrics.json')}", flush=True)
     return result
 
 
