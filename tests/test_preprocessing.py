@@ -268,3 +268,21 @@ def test_photometric_augmentation_changes_colours_only():
     a, b = plain.random_map(element, np.random.default_rng(7)), jittered.random_map(element, np.random.default_rng(7))
     assert not np.array_equal(a["image"], b["image"])
     assert a["image"].shape == b["image"].shape and b["mask"].shape == (33, 33)
+
+
+def test_train_augment_normalises_the_crop_as_the_reference_normalises_the_image():
+    # TrainAugment resizes the uint8 image and normalises only the crop; the reference normalises the whole image
+    # first. Same geometry, values equal up to float32 rounding, labels identical, padding at normalised 0.
+    rng = np.random.default_rng(11)
+    element = {"image": rng.integers(0, 256, size=(37, 52, 3), dtype=np.uint8),
+               "mask": rng.integers(0, 2, size=(37, 52, 1)).astype(np.uint8)}
+    aug = preprocessing.TrainAugment((30, 60), 41, IGNORE)
+    for seed in range(6):
+        out = aug.random_map(element, np.random.default_rng(seed))
+        geo_rng = np.random.default_rng(seed)
+        geometry = preprocessing.random_geometry(37, 52, geo_rng, (30, 60), 41)
+        ref_img, ref_mask = preprocessing.random_scale_crop(preprocessing.normalize(element["image"]),
+                                                            element["mask"][..., 0], geo_rng, (30, 60), 41, IGNORE,
+                                                            geometry)
+        np.testing.assert_allclose(out["image"], ref_img, atol=2e-6, rtol=0)
+        np.testing.assert_array_equal(out["mask"], ref_mask)

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import grain
@@ -57,8 +57,13 @@ def _barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def data_source(data_cfg: Mapping[str, Any], split: str):
-    """Random-access source of `split`; a one-line error names the split when it does not exist."""
+def data_source(data_cfg: Mapping[str, Any], split: str, skip_decoding: Sequence[str] = ()):
+    """Random-access source of `split`; a one-line error names the split when it does not exist.
+
+    Features named in `skip_decoding` come back as their encoded bytes (no decoding cost).
+    """
+    import tensorflow_datasets as tfds
+
     builder = get_builder(data_cfg)
     # TFDS split expressions such as 'train+val' or 'train[:90%]': check every named part.
     names = [part.split("[")[0].strip() for part in split.split("+")]
@@ -66,7 +71,8 @@ def data_source(data_cfg: Mapping[str, Any], split: str):
     if unknown:
         raise ValueError(f"split {split!r} of dataset {data_cfg['name']!r} names {unknown}; it has "
                          f"{sorted(builder.info.splits)}")
-    return builder.as_data_source(split=split)
+    decoders = {name: tfds.decode.SkipDecoding() for name in skip_decoding if name in builder.info.features}
+    return builder.as_data_source(split=split, decoders=decoders or None)
 
 
 def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_char_boxes: int = 0
@@ -84,9 +90,13 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
     Returns:
         A checkpointable iterator of `{'image': [B, S, S, 3] float32, 'mask': [B, S, S] int32, ...}`.
     """
-    source = data_source(data_cfg, data_cfg["train_split"])
+    import tensorflow_datasets as tfds
+
+    # Image features that training does not read (e.g. TextSeg's effect_mask) are not decoded.
+    features = get_builder(data_cfg).info.features
+    unused = [k for k, f in features.items() if k not in ("image", "mask") and isinstance(f, tfds.features.Image)]
+    source = data_source(data_cfg, data_cfg["train_split"], skip_decoding=unused)
     if max_char_boxes:
-        features = get_builder(data_cfg).info.features
         if "char_boxes" not in features or "char_labels" not in features:
             raise ValueError(f"the glyph loss needs character boxes, but dataset {data_cfg['name']!r} has no "
                              f"char_boxes/char_labels features (set --config.loss.glyph=0)")
