@@ -125,7 +125,9 @@ def test_one_device_logs_the_same_losses_as_four(first_run, data_dir, tmp_path):
     one_lines, four_lines = _train_lines(tmp_path / "one"), _train_lines(four)
     assert len(one_lines) == len(four_lines) == STEPS
     for key in ("loss", "losssem", "lossrfn", "lossrfntri"):
-        np.testing.assert_allclose([d[key] for d in one_lines], [d[key] for d in four_lines], rtol=1e-5, err_msg=key)
+        # 5e-5: reduction-order rounding over 5 steps reached 1.7e-5 at step 5 in a fresh-clone CI run (crop-first
+        # normalisation and the photometric augmentation change the data, not the comparison).
+        np.testing.assert_allclose([d[key] for d in one_lines], [d[key] for d in four_lines], rtol=5e-5, err_msg=key)
     # Gradient norms amplify reduction-order rounding faster than losses; step 1 pins the global-batch gradient.
     np.testing.assert_allclose(one_lines[0]["grad_norm"], four_lines[0]["grad_norm"], rtol=1e-5)
 
