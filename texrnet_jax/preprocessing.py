@@ -10,8 +10,8 @@ The training augmentation is the reference's (section 4.2), identical for every 
    sizes never trigger).
 
 No flip, colour jitter or rotation. Only the crop window of the scaled image is ever computed, and only that
-window is normalised (`random_scale_crop` with `normalize_fn`; equal to normalising first up to float32 rounding). An optional
-photometric augmentation (`photometric`, off in the reference configs) comes before step 1.
+window is normalised (`random_scale_crop` with `normalize_fn`; equal to normalising first up to float32
+rounding). An optional photometric augmentation (`photometric`, off in the reference configs) comes before step 1.
 
 With the glyph loss, the examples' character boxes (`char_boxes` `[N, 4]` `[y1, x1, y2, x2]`, exclusive max, and
 `char_labels`) follow the same geometry (`crop_char_boxes`): squared by padding the short side symmetrically,

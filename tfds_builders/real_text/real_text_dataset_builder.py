@@ -11,26 +11,10 @@ Masks use the project's canonical encoding (0 background, 1 text, 255 ignore).
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from tfds_builders import common
 from tfds_builders.real_text import truth
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="png")
-    return buffer.getvalue()
-
-
-def examples():
-    """(key, example) pairs of the test split; the image and mask as PNG bytes."""
-    image, mask = truth.page()
-    yield "skimage_page", {"image": _png(image), "mask": _png(mask), "id": "skimage_page"}
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -47,7 +31,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         del dl_manager  # the photo ships in scikit-image
-        return {"test": examples()}
+        return {"test": self._generate_examples()}
 
-    def _generate_examples(self):  # pragma: no cover - _split_generators passes examples() directly
-        yield from examples()
+    def _generate_examples(self):
+        image, mask = truth.page()
+        yield "skimage_page", {"image": common.png_bytes(image), "mask": common.png_bytes(mask), "id": "skimage_page"}
