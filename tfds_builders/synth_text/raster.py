@@ -110,6 +110,11 @@ class Sample:
       char_labels: [N] int32 glyph classes (see `glyph_class`).
       chars: the N characters, in box order.
       text: all words of all blocks joined by single spaces.
+      word_boxes: [W, 4] float32 [y1, x1, y2, x2], inclusive-exclusive bounds of the non-zero mask pixels of each
+        word that has at least one text (1) pixel, in the order the words were drawn.
+      word_quads: [W, 4, 2] float32 (x, y) corners of a rectangle around the same pixels (pixel squares, not
+        centres) with sides along and across the line of the word's characters, in clockwise order on the image
+        starting near the top-left: the oriented box an ICDAR-style annotator would draw around a rotated word.
     """
 
     image: np.ndarray
@@ -119,6 +124,8 @@ class Sample:
     char_labels: np.ndarray
     chars: str
     text: str
+    word_boxes: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    word_quads: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4, 2), np.float32))
 
 
 def glyph_class(ch: str) -> int:
@@ -145,7 +152,8 @@ def _glyphs(block: TextBlock):
 
     Returns:
       (glyphs, (layout_h, layout_w)): glyphs is a list of (char, top, left, fill_alpha [h, w] float32,
-      union_alpha [h, w] float32), where union_alpha is fill plus outline. Each bitmap has a 1 px empty ring
+      union_alpha [h, w] float32, word), where union_alpha is fill plus outline and word is the index of the
+      character's word in the block (words are runs of non-space characters, counted over all lines). Each bitmap has a 1 px empty ring
       so that every inked pixel's neighbours are owned by the glyph (the owner lookup after resampling
       relies on it). The layout box spans x in [0, widest line] and y in [0, last baseline + descent].
     """
@@ -155,12 +163,15 @@ def _glyphs(block: TextBlock):
     pitch = round((ascent + descent) * block.line_spacing)
     widths = [line_width(font, line, block.tracking) for line in block.lines]
     out = []
+    word = -1
     for k, line in enumerate(block.lines):
         shift = {"left": 0.0, "center": (max(widths) - widths[k]) / 2, "right": max(widths) - widths[k]}[block.align]
         baseline = ascent + k * pitch
         for i, ch in enumerate(line):
             if ch.isspace():
                 continue
+            if i == 0 or line[i - 1].isspace():
+                word += 1
             pen = round(shift + font.getlength(line[:i]) + i * block.tracking)
             x0, y0, x1, y1 = font.getbbox(ch, anchor="ls", stroke_width=stroke)
             if x1 <= x0 or y1 <= y0:
@@ -178,7 +189,7 @@ def _glyphs(block: TextBlock):
                 )
                 union = np.maximum(fill, np.asarray(union_im, np.float32) / 255.0)
             if fill.max() > 0:
-                out.append((ch, baseline + y0 - 1, pen + x0 - 1, fill, union))
+                out.append((ch, baseline + y0 - 1, pen + x0 - 1, fill, union, word))
     return out, (ascent + descent + (len(block.lines) - 1) * pitch, max(widths))
 
 
@@ -260,7 +271,8 @@ def _rasterize(block: TextBlock, height: int, width: int):
     Returns:
       None if nothing lands in the image, else (region, layers, owner, chars): `region` the (y0, y1, x0, x1)
       window of the image, `layers` [3, h, w] float32 alphas (fill, fill+outline, shadow), `owner` [h, w]
-      int32 index into `chars` (-1 where no glyph is near) and `chars` the inked characters in order.
+      int32 index into `chars` (-1 where no glyph is near) and `chars` the inked characters in order, each as
+      (character, index of its word in the block, direction of the baseline there in radians).
     """
     glyphs, (layout_h, layout_w) = _glyphs(block)
     if not glyphs:
@@ -276,7 +288,7 @@ def _rasterize(block: TextBlock, height: int, width: int):
     layers = np.zeros((3, ch + 4, cw + 4), np.float32)
     owner = np.full((ch + 4, cw + 4), -1, np.int32)
     best = np.full((ch + 4, cw + 4), -1.0, np.float32)
-    for idx, (_, gy, gx, fill, union) in enumerate(glyphs):
+    for idx, (_, gy, gx, fill, union, _) in enumerate(glyphs):
         ys, xs = slice(gy - top + 2, gy - top + 2 + fill.shape[0]), slice(gx - left + 2, gx - left + 2 + fill.shape[1])
         np.maximum(layers[0, ys, xs], fill, out=layers[0, ys, xs])
         np.maximum(layers[1, ys, xs], union, out=layers[1, ys, xs])
@@ -323,7 +335,13 @@ def _rasterize(block: TextBlock, height: int, width: int):
     # Nearest tap is always one of the four bilinear taps, which the glyph rings make owned wherever fill > 0.
     nx = np.clip(np.floor(sx + 0.5), 0, cw + 3).astype(np.int64)
     ny = np.clip(np.floor(sy + 0.5), 0, ch + 3).astype(np.int64)
-    return (y0, y1, x0, x1), np.clip(sampled, 0.0, 1.0), owner[ny, nx], [g[0] for g in glyphs]
+    # Direction of the baseline at each glyph's centre (the warp's derivative along u): words' oriented boxes.
+    u = np.array([g[2] - left + 2 + g[3].shape[1] / 2 for g in glyphs]) - center_local[0]
+    v = np.array([g[1] - top + 2 + g[3].shape[0] / 2 for g in glyphs]) - center_local[1]
+    (xa, ya), (xb, yb) = warp.forward(u - 0.5, v), warp.forward(u + 0.5, v)
+    angles = np.arctan2(yb - ya, xb - xa)
+    chars = [(g[0], g[5], float(t)) for g, t in zip(glyphs, angles)]
+    return (y0, y1, x0, x1), np.clip(sampled, 0.0, 1.0), owner[ny, nx], chars
 
 
 def _fill_color(block: TextBlock, region) -> np.ndarray:
@@ -355,6 +373,9 @@ def compose(
     coverage = np.zeros((height, width), np.float32)
     owner = np.full((height, width), -1, np.int32)
     chars: list[str] = []
+    char_words: list[int] = []  # global word index of every character
+    char_angles: list[float] = []  # baseline direction at every character
+    n_words = 0
     for block in blocks:
         raster = _rasterize(block, height, width)
         if raster is None:
@@ -373,10 +394,14 @@ def compose(
         takes = (fill > 0) & (fill >= cov)  # the new glyph owns the pixel when it shows more of it
         own[takes] = local_owner[takes] + len(chars)
         cov += fill
-        chars.extend(block_chars)
+        chars.extend(c for c, _, _ in block_chars)
+        char_words.extend(n_words + w for _, w, _ in block_chars)
+        char_angles.extend(t for _, _, t in block_chars)
+        n_words += 1 + max(w for _, w, _ in block_chars)
     mask = coverage_to_mask(coverage, fg_threshold, bg_threshold)
     boxes, kept = _char_boxes(mask, owner, len(chars))
     kept_chars = "".join(chars[i] for i in kept)
+    word_boxes, word_quads = _word_boxes(mask, owner, char_words, char_angles, n_words)
     text = " ".join(word for b in blocks for line in b.lines for word in line.split())
     return Sample(
         image=np.clip(np.round(image), 0, 255).astype(np.uint8),
@@ -386,6 +411,8 @@ def compose(
         char_labels=np.array([glyph_class(c) for c in kept_chars], np.int32),
         chars=kept_chars,
         text=text,
+        word_boxes=word_boxes,
+        word_quads=word_quads,
     )
 
 
@@ -405,3 +432,42 @@ def _char_boxes(mask: np.ndarray, owner: np.ndarray, n: int) -> tuple[np.ndarray
     kept = [i for i in range(n) if has_text[i]]
     boxes = np.array([[y1[i], x1[i], y2[i], x2[i]] for i in kept], np.float32).reshape(-1, 4)
     return boxes, kept
+
+
+def _word_boxes(mask: np.ndarray, owner: np.ndarray, char_words: list[int], char_angles: list[float], n: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned boxes [W, 4] and oriented rectangles [W, 4, 2] of the words that show text.
+
+    A word's rectangle has sides along and across its baseline (the mean direction over its characters), as an
+    annotator would draw it.
+    """
+    words = np.asarray(char_words + [-1], np.int32)[owner]  # owner -1 -> word -1
+    angles = np.asarray(char_angles, np.float64)
+    word_of = np.asarray(char_words, np.int32)
+    inked = mask != 0
+    boxes, quads = [], []
+    for word in range(n):
+        ys, xs = np.nonzero((words == word) & inked)
+        if not np.any(mask[ys, xs] == 1):
+            continue
+        boxes.append([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1])
+        corners = np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)]).astype(np.float64)
+        t = angles[word_of == word]
+        quads.append(oriented_rectangle(corners, math.atan2(np.sin(t).mean(), np.cos(t).mean())))
+    return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(quads, np.float32).reshape(-1, 4, 2))
+
+
+def oriented_rectangle(points: np.ndarray, angle: float) -> np.ndarray:
+    """Corners [4, 2] of the smallest rectangle with sides at `angle` (radians, image x axis towards y) and
+    `angle` + 90 degrees that holds `points` [N, 2] (x, y); clockwise on the image (y down), starting at the corner
+    nearest the top-left of its bounding box."""
+    c, s = math.cos(angle), math.sin(angle)
+    rot = np.array([[c, s], [-s, c]])  # rows: the rectangle's axes
+    proj = np.asarray(points, np.float64) @ rot.T
+    lo, hi = proj.min(0), proj.max(0)
+    quad = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]]) @ rot
+    if np.sum(quad[:, 0] * np.roll(quad[:, 1], -1) - np.roll(quad[:, 0], -1) * quad[:, 1]) < 0:
+        quad = quad[::-1]
+    start = int(np.argmin(np.hypot(quad[:, 0] - quad[:, 0].min(), quad[:, 1] - quad[:, 1].min())))
+    return np.roll(quad, -start, axis=0)
+

@@ -96,7 +96,7 @@ def render_example(config: SynthTextConfig, split: str, index: int) -> tuple[str
     Returns:
       (key, example): the key is also the `id` feature, e.g. 'train_000012'; the example holds PNG bytes
       for `image` and `mask` (Image features cannot encode numpy arrays without TensorFlow) and numpy
-      arrays for the character features.
+      arrays for the character and word features.
     """
     sample = render.render_sample(render.example_rng(config.seed, split, index), config.render_config())
     key = f"{split}_{index:06d}"
@@ -107,6 +107,8 @@ def render_example(config: SynthTextConfig, split: str, index: int) -> tuple[str
         "text": sample.text,
         "char_boxes": sample.char_boxes.astype(np.float32).reshape(-1, 4),
         "char_labels": sample.char_labels.astype(np.int32).reshape(-1),
+        "word_boxes": sample.word_boxes.astype(np.float32).reshape(-1, 4),
+        "word_quads": sample.word_quads.astype(np.float32).reshape(-1, 4, 2),
     }
 
 
@@ -120,12 +122,14 @@ def _png(array: np.ndarray) -> bytes:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for `synth_text`: rendered scene text, masks and character boxes."""
 
-    VERSION = tfds.core.Version("2.0.0")
+    VERSION = tfds.core.Version("2.1.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: quick (128 px) and standard (384 px) configs.",
         "2.0.0": "Backgrounds mostly real photos (scikit-image, scikit-learn, matplotlib) with non-text clutter; "
         "30 more font faces; curved and perspective text; lighting, JPEG and stronger blur; held-out photos and "
         "fonts for the `photo_check` config.",
+        "2.1.0": "Word boxes (axis-aligned and minimum-area rectangles) for box-supervised training and BF-Net; "
+        "images, masks and character boxes unchanged.",
     }
     BUILDER_CONFIGS = [
         SynthTextConfig(
@@ -192,6 +196,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     "text": tfds.features.Text(),
                     "char_boxes": tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
                     "char_labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+                    # [y1, x1, y2, x2] and (x, y) corners of every word that shows text (`raster.Sample`).
+                    "word_boxes": tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
+                    "word_quads": tfds.features.Tensor(shape=(None, 4, 2), dtype=np.float32),
                 }
             ),
             supervised_keys=("image", "mask"),

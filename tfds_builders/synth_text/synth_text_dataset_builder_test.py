@@ -247,6 +247,41 @@ def test_char_boxes_and_labels():
     assert [render.glyph_class(c) for c in "0Zz?"] == [0, 35, 35, 36]
 
 
+def _inside(quad: np.ndarray, x: np.ndarray, y: np.ndarray, tol: float = 1e-3) -> np.ndarray:
+    """Whether points are inside the convex quadrilateral `quad` [4, 2] (clockwise on the image)."""
+    inside = np.ones(x.shape, bool)
+    for k in range(4):
+        (ax, ay), (bx, by) = quad[k], quad[(k + 1) % 4]
+        inside &= (bx - ax) * (y - ay) - (by - ay) * (x - ax) >= -tol * np.hypot(bx - ax, by - ay)
+    return inside
+
+
+@pytest.mark.parametrize("warp", [dict(angle=0.0), dict(angle=31.0), dict(curve=0.8, angle=-12.0)])
+def test_word_boxes_bound_their_words(warp):
+    sample = render.compose(_flat(size=192), [_block(lines=("ab cd", "efg"), size=36, center=(96.0, 96.0), **warp)])
+    assert sample.word_boxes.shape == (3, 4) and sample.word_quads.shape == (3, 4, 2)
+    ys, xs = np.nonzero(sample.mask != 0)
+    covered = np.zeros(ys.shape, bool)
+    for (y1, x1, y2, x2), quad in zip(sample.word_boxes, sample.word_quads.astype(np.float64)):
+        in_box = (ys >= y1) & (ys < y2) & (xs >= x1) & (xs < x2)
+        # The rectangle holds whole pixel squares: all four corners of every pixel of its word.
+        corners_in = np.ones(ys.shape, bool)
+        for dx in (0, 1):
+            for dy in (0, 1):
+                corners_in &= _inside(quad, xs + dx, ys + dy)
+        assert np.all(in_box[corners_in])  # the rectangle is inside the axis-aligned box...
+        covered |= corners_in
+        side = np.hypot(*(quad[1] - quad[0])), np.hypot(*(quad[2] - quad[1]))
+        assert min(side) * max(side) <= 1.02 * (y2 - y1) * (x2 - x1)  # ...and not larger
+    assert np.all(covered)  # every inked pixel belongs to some word's rectangle
+    if warp["angle"] == 0.0 and "curve" not in warp:
+        # Upright: the box itself.
+        np.testing.assert_allclose(sample.word_quads[:, 0], sample.word_boxes[:, [1, 0]], atol=1e-4)
+        np.testing.assert_allclose(sample.word_quads[:, 2], sample.word_boxes[:, [3, 2]], atol=1e-4)
+    # Words run left to right, then down a line.
+    assert sample.word_boxes[0, 1] < sample.word_boxes[1, 1] and sample.word_boxes[2, 0] > sample.word_boxes[0, 0]
+
+
 def test_warp_inverse_undoes_forward():
     from tfds_builders.synth_text import raster
 
