@@ -1,0 +1,135 @@
+"""Composition of 0/1/255 weak labels from boxes and a box-level foreground model (BF-Net).
+
+The rules, each a field of `Rules` (and of `config.label`):
+
+- outside every box: 0 (background);
+- inside a box, the model's text probability p of that box's crop: 1 where p >= `hi`, 0 where p <= `lo`, 255
+  (uncertain) in between;
+- inside a don't-care region (illegible words, '###'): 255;
+- where regions overlap, 255 wins over 1 and 1 wins over 0.
+
+`labels_from_boxes` does it for one image with any `predict_fn`; `prepare` / `finish` split it so that a caller
+can batch the crops of many images into one model call (`label_flow`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from texrnet_jax.weak_labels import geometry
+
+UNCERTAIN = 255
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    """Crop geometry and thresholds of the composition.
+
+    Attributes:
+      margin: context around each box, as a fraction of its shorter side, on every side (`geometry.box_window`).
+      size: side of the square crops the model sees.
+      hi: probability at or above which a box pixel is text (1).
+      lo: probability at or below which a box pixel is background (0); between `lo` and `hi` it is 255.
+      pad_value: RGB of the crop where its window leaves the image (the training data's mean colour).
+    """
+
+    margin: float = 0.5
+    size: int = 128
+    hi: float = 0.5
+    lo: float = 0.5
+    pad_value: tuple[int, int, int] = (124, 116, 104)
+
+    def __post_init__(self):
+        if not 0.0 <= self.lo <= self.hi <= 1.0:
+            raise ValueError(f"label thresholds need 0 <= lo <= hi <= 1, got lo={self.lo}, hi={self.hi}")
+        if self.size < 33 or self.margin < 0:
+            raise ValueError(f"label crop size must be >= 33 and margin >= 0, got {self.size}, {self.margin}")
+
+
+def rules_from_config(config) -> Rules:
+    """`Rules` of an experiment config: thresholds from `config.label`, margin and crop size from `config.data`."""
+    mean = tuple(int(round(255 * m)) for m in config.data.mean)
+    return Rules(margin=float(config.data.box_margin), size=int(config.data.crop_size), hi=float(config.label.hi),
+                 lo=float(config.label.lo), pad_value=mean)
+
+
+@dataclasses.dataclass
+class Pending:
+    """The crops of one image, waiting for their probabilities (`prepare` -> model -> `finish`)."""
+
+    shape: tuple[int, int]
+    crops: np.ndarray  # [K, size, size, 3] uint8, one per box
+    windows: list[geometry.Window]
+    regions: list[np.ndarray]  # [H, W] bool per box: its pixels
+    uncertain: np.ndarray  # [H, W] bool: pixels of don't-care regions
+
+
+def prepare(image: np.ndarray, boxes: Sequence[np.ndarray], ignore: Sequence[np.ndarray], rules: Rules) -> Pending:
+    """Crops `image` `[H, W, 3]` uint8 around each box polygon (boxes without a pixel in the image are left out)."""
+    h, w = image.shape[:2]
+    uncertain = np.zeros((h, w), bool)
+    for polygon in ignore:
+        uncertain |= geometry.polygon_mask(polygon, h, w)
+    crops, windows, regions = [], [], []
+    for polygon in boxes:
+        region = geometry.polygon_mask(polygon, h, w)
+        if not region.any():
+            continue
+        window = geometry.box_window(polygon, rules.margin)
+        crops.append(geometry.crop_image(image, window, rules.size, rules.pad_value))
+        windows.append(window)
+        regions.append(region)
+    stacked = np.stack(crops) if crops else np.zeros((0, rules.size, rules.size, 3), np.uint8)
+    return Pending((h, w), stacked, windows, regions, uncertain)
+
+
+def finish(pending: Pending, probs: np.ndarray, rules: Rules) -> np.ndarray:
+    """The `[H, W]` uint8 label from the crops' text probabilities `probs` `[K, size, size]`."""
+    h, w = pending.shape
+    text = np.zeros((h, w), bool)
+    uncertain = pending.uncertain.copy()
+    for window, region, prob in zip(pending.windows, pending.regions, probs, strict=True):
+        (rows, cols), p = geometry.paste(prob, window, h, w)
+        inside = region[rows, cols]
+        text[rows, cols] |= inside & (p >= rules.hi)
+        uncertain[rows, cols] |= inside & (p > rules.lo) & (p < rules.hi)
+    label = text.astype(np.uint8)
+    label[uncertain] = UNCERTAIN
+    return label
+
+
+def labels_from_boxes(image: np.ndarray, boxes: Sequence[np.ndarray], ignore: Sequence[np.ndarray],
+                      predict_fn: Callable[[np.ndarray], np.ndarray], config: Rules | Mapping[str, Any]) -> np.ndarray:
+    """The 0/1/255 label of one image from its boxes.
+
+    Args:
+      image: `[H, W, 3]` uint8 RGB.
+      boxes: polygons of text (or lesion) regions, each `[N, 2]` (x, y) pixels; an axis-aligned box is 4 points.
+      ignore: polygons of don't-care regions.
+      predict_fn: `[K, size, size, 3]` uint8 crops -> `[K, size, size]` text probabilities in [0, 1].
+      config: `Rules`, or a mapping of its fields.
+
+    Returns:
+      `[H, W]` uint8 in {0, 1, 255} (module docstring).
+    """
+    rules = config if isinstance(config, Rules) else Rules(**dict(config))
+    pending = prepare(np.asarray(image), boxes, ignore, rules)
+    probs = np.asarray(predict_fn(pending.crops)) if len(pending.crops) else np.zeros((0, rules.size, rules.size))
+    if probs.shape != pending.crops.shape[:3]:
+        raise ValueError(f"predict_fn returned shape {probs.shape} for crops of shape {pending.crops.shape}; "
+                         f"expected {pending.crops.shape[:3]}")
+    return finish(pending, probs, rules)
+
+
+def whole_box_labels(shape: tuple[int, int], boxes: Sequence[np.ndarray], ignore: Sequence[np.ndarray]) -> np.ndarray:
+    """The baseline a BF-Net is measured against: every box pixel is text, with the same overlap rules."""
+    label = np.zeros(shape, np.uint8)
+    for polygon in boxes:
+        label[geometry.polygon_mask(polygon, *shape)] = 1
+    for polygon in ignore:
+        label[geometry.polygon_mask(polygon, *shape)] = UNCERTAIN
+    return label
