@@ -72,8 +72,41 @@ def test_probabilities_follow_the_crop_geometry():
         p[:, :, : c.shape[2] // 2] = 1
         return p
 
-    label = labels_from_boxes(image, [_box(10, 8, 30, 12)], [], left_half, Rules(margin=0.5, size=40, hi=0.5, lo=0.5))
+    rules = Rules(margin=0.5, size=40, hi=0.5, lo=0.5, tile_aspect=0)  # one crop per box
+    label = labels_from_boxes(image, [_box(10, 8, 30, 12)], [], left_half, rules)
     assert np.all(label[8:12, 10:20] == 1) and np.all(label[8:12, 21:30] == 0)
+
+
+def test_long_boxes_are_tiled_and_their_tiles_averaged():
+    box = _box(10, 20, 130, 30)  # 12:1
+    windows = geometry.box_windows(box, 0.5, tile_aspect=2.0)
+    assert len(windows) == 11 and {w.side for w in windows} == {30}  # 20 px pieces, 10 px apart, 5 px context
+    covered = np.zeros((50, 140), bool)
+    for w in windows:
+        covered[max(w.y0, 0):w.y0 + w.side, max(w.x0, 0):w.x0 + w.side] = True
+    assert covered[20:30, 10:130].all()
+    square = _box(10, 20, 30, 30)
+    assert geometry.box_windows(square, 0.5, tile_aspect=2.0) == [geometry.box_window(square, 0.5)]
+    assert len(geometry.box_windows(box, 0.5, tile_aspect=0)) == 1
+    # Vertical text is tiled along y.
+    assert {w.x0 for w in geometry.box_windows(_box(20, 10, 30, 130), 0.5, 2.0)} == {10}
+
+    image = np.zeros((50, 140, 3), np.uint8)
+    image[22:28, 15:125] = 255  # a bright bar inside the box
+    bright = lambda c: (c.mean(-1) > 127).astype(np.float32)  # noqa: E731
+    rules = Rules(margin=0.5, size=33, hi=0.5, lo=0.2)
+    calls = []
+    label = labels_from_boxes(image, [box], [], lambda c: calls.append(len(c)) or bright(c), rules)
+    assert calls == [11]
+    truth = np.zeros((50, 140), np.uint8)
+    truth[22:28, 15:125] = 1
+    known = label != 255
+    assert (label[known] == truth[known]).all() and known[20:30, 10:130].mean() > 0.8
+    # Tiles that disagree average out: every other tile says text, and inside the box every pixel is covered by two
+    # or three consecutive tiles, so its mean is 1/3, 1/2 or 2/3: uncertain between lo=0.2 and hi=0.8.
+    alternate = lambda c: (np.arange(len(c)) % 2)[:, None, None] * np.ones(c.shape[:3], np.float32)  # noqa: E731
+    label = labels_from_boxes(image, [box], [], alternate, Rules(margin=0.5, size=33, hi=0.8, lo=0.2))
+    assert (label[20:30, 25:115] == 255).all()
 
 
 def test_predict_fn_shape_is_checked():

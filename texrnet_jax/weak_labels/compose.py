@@ -3,8 +3,8 @@
 The rules, each a field of `Rules` (and of `config.label`):
 
 - outside every box: 0 (background);
-- inside a box, the model's text probability p of that box's crop: 1 where p >= `hi`, 0 where p <= `lo`, 255
-  (uncertain) in between;
+- inside a box, the model's text probability p of that box's crop (the mean over its tiles where a long box is
+  tiled, `geometry.box_windows`): 1 where p >= `hi`, 0 where p <= `lo`, 255 (uncertain) in between;
 - inside a don't-care region (illegible words, '###'): 255;
 - where regions overlap, 255 wins over 1 and 1 wins over 0.
 
@@ -31,6 +31,8 @@ class Rules:
 
     Attributes:
       margin: context around each box, as a fraction of its shorter side, on every side (`geometry.box_window`).
+      tile_aspect: a box longer than this times its short side is cut into overlapping square tiles
+        (`geometry.box_windows`); 0 gives every box one square crop.
       size: side of the square crops the model sees.
       hi: probability at or above which a box pixel is text (1).
       lo: probability at or below which a box pixel is background (0); between `lo` and `hi` it is 255.
@@ -38,6 +40,7 @@ class Rules:
     """
 
     margin: float = 0.5
+    tile_aspect: float = 2.0
     size: int = 128
     hi: float = 0.5
     lo: float = 0.5
@@ -48,13 +51,15 @@ class Rules:
             raise ValueError(f"label thresholds need 0 <= lo <= hi <= 1, got lo={self.lo}, hi={self.hi}")
         if self.size < 33 or self.margin < 0:
             raise ValueError(f"label crop size must be >= 33 and margin >= 0, got {self.size}, {self.margin}")
+        if self.tile_aspect and self.tile_aspect < 1:
+            raise ValueError(f"tile_aspect must be 0 (no tiles) or >= 1, got {self.tile_aspect}")
 
 
 def rules_from_config(config) -> Rules:
     """`Rules` of an experiment config: thresholds from `config.label`, margin and crop size from `config.data`."""
     mean = tuple(int(round(255 * m)) for m in config.data.mean)
-    return Rules(margin=float(config.data.box_margin), size=int(config.data.crop_size), hi=float(config.label.hi),
-                 lo=float(config.label.lo), pad_value=mean)
+    return Rules(margin=float(config.data.box_margin), tile_aspect=float(config.data.box_tile_aspect),
+                 size=int(config.data.crop_size), hi=float(config.label.hi), lo=float(config.label.lo), pad_value=mean)
 
 
 @dataclasses.dataclass
@@ -62,8 +67,9 @@ class Pending:
     """The crops of one image, waiting for their probabilities (`prepare` -> model -> `finish`)."""
 
     shape: tuple[int, int]
-    crops: np.ndarray  # [K, size, size, 3] uint8, one per box
+    crops: np.ndarray  # [K, size, size, 3] uint8, one per window (a box has one, or several tiles)
     windows: list[geometry.Window]
+    owners: list[int]  # per window: the index of its box in `regions`
     regions: list[np.ndarray]  # [H, W] bool per box: its pixels
     uncertain: np.ndarray  # [H, W] bool: pixels of don't-care regions
 
@@ -74,17 +80,18 @@ def prepare(image: np.ndarray, boxes: Sequence[np.ndarray], ignore: Sequence[np.
     uncertain = np.zeros((h, w), bool)
     for polygon in ignore:
         uncertain |= geometry.polygon_mask(polygon, h, w)
-    crops, windows, regions = [], [], []
+    crops, windows, owners, regions = [], [], [], []
     for polygon in boxes:
         region = geometry.polygon_mask(polygon, h, w)
         if not region.any():
             continue
-        window = geometry.box_window(polygon, rules.margin)
-        crops.append(geometry.crop_image(image, window, rules.size, rules.pad_value))
-        windows.append(window)
+        for window in geometry.box_windows(polygon, rules.margin, rules.tile_aspect):
+            crops.append(geometry.crop_image(image, window, rules.size, rules.pad_value))
+            windows.append(window)
+            owners.append(len(regions))
         regions.append(region)
     stacked = np.stack(crops) if crops else np.zeros((0, rules.size, rules.size, 3), np.uint8)
-    return Pending((h, w), stacked, windows, regions, uncertain)
+    return Pending((h, w), stacked, windows, owners, regions, uncertain)
 
 
 def finish(pending: Pending, probs: np.ndarray, rules: Rules) -> np.ndarray:
@@ -92,11 +99,28 @@ def finish(pending: Pending, probs: np.ndarray, rules: Rules) -> np.ndarray:
     h, w = pending.shape
     text = np.zeros((h, w), bool)
     uncertain = pending.uncertain.copy()
-    for window, region, prob in zip(pending.windows, pending.regions, probs, strict=True):
-        (rows, cols), p = geometry.paste(prob, window, h, w)
-        inside = region[rows, cols]
-        text[rows, cols] |= inside & (p >= rules.hi)
-        uncertain[rows, cols] |= inside & (p > rules.lo) & (p < rules.hi)
+    if len(probs) != len(pending.windows):
+        raise ValueError(f"{len(probs)} probability maps for {len(pending.windows)} crops")
+    tiles: list[list[tuple[geometry.Window, np.ndarray]]] = [[] for _ in pending.regions]
+    for window, owner, prob in zip(pending.windows, pending.owners, probs, strict=True):
+        tiles[owner].append((window, prob))
+    for region, parts in zip(pending.regions, tiles, strict=True):
+        # The box's probability over the union of its windows: the mean of the tiles that cover each pixel.
+        y0, x0 = max(0, min(wd.y0 for wd, _ in parts)), max(0, min(wd.x0 for wd, _ in parts))
+        y1, x1 = min(h, max(wd.y0 + wd.side for wd, _ in parts)), min(w, max(wd.x0 + wd.side for wd, _ in parts))
+        if y0 >= y1 or x0 >= x1:
+            continue
+        total = np.zeros((y1 - y0, x1 - x0), np.float32)
+        count = np.zeros((y1 - y0, x1 - x0), np.float32)
+        for window, prob in parts:
+            (rows, cols), p = geometry.paste(prob, window, h, w)
+            local = (slice(rows.start - y0, rows.stop - y0), slice(cols.start - x0, cols.stop - x0))
+            total[local] += p
+            count[local] += 1
+        p = total / np.maximum(count, 1)
+        inside = region[y0:y1, x0:x1] & (count > 0)
+        text[y0:y1, x0:x1] |= inside & (p >= rules.hi)
+        uncertain[y0:y1, x0:x1] |= inside & (p > rules.lo) & (p < rules.hi)
     label = text.astype(np.uint8)
     label[uncertain] = UNCERTAIN
     return label

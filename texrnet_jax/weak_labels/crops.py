@@ -2,8 +2,9 @@
 
 Each example becomes one crop: a random word box of the image (`word_boxes` feature, `[W, 4]` `[y1, x1, y2, x2]`),
 each of its edges moved by up to `jitter` times the box's shorter side (annotators' boxes are loose or tight,
-rarely exact), cut out with `geometry.box_window` exactly as label generation cuts real boxes, resized to
-`crop_size`, mirrored half the time. A fraction `text_free_fraction` of the crops (and every image without
+rarely exact), cut out with `geometry.box_windows` exactly as label generation cuts real boxes (one of its tiles
+at random where the box is longer than `tile_aspect` times its short side), resized to `crop_size`, mirrored half
+the time. A fraction `text_free_fraction` of the crops (and every image without
 words) is a random square window instead, so that the network also sees boxes with little or no text. The target
 is the crop's own mask (text outside the box stays text: only pixels inside a box are ever used when labelling).
 """
@@ -40,10 +41,11 @@ class BoxCropAugment(grain.transforms.RandomMap):
     """Decoded example with `word_boxes` -> `{'image': [S, S, 3] float32 normalised, 'mask': [S, S] int32}`."""
 
     def __init__(self, crop_size: int, margin: float, jitter: float, text_free_fraction: float,
-                 mean: Sequence[float] = preprocessing.IMAGENET_MEAN, std: Sequence[float] = preprocessing.IMAGENET_STD,
+                 tile_aspect: float = 0.0, mean: Sequence[float] = preprocessing.IMAGENET_MEAN,
+                 std: Sequence[float] = preprocessing.IMAGENET_STD,
                  photometric: bool = False, ignore_label: int = 255):
         self.crop_size, self.margin, self.jitter = int(crop_size), float(margin), float(jitter)
-        self.text_free_fraction = float(text_free_fraction)
+        self.text_free_fraction, self.tile_aspect = float(text_free_fraction), float(tile_aspect)
         self.mean, self.std = tuple(mean), tuple(std)
         self.pad_value = tuple(int(round(255 * m)) for m in self.mean)
         self.photometric, self.ignore_label = bool(photometric), int(ignore_label)
@@ -56,7 +58,8 @@ class BoxCropAugment(grain.transforms.RandomMap):
             polygon = random_window_box(*mask.shape, rng)
         else:
             polygon = jittered_box(boxes[rng.integers(len(boxes))], self.jitter, rng)
-        window = geometry.box_window(polygon, self.margin)
+        windows = geometry.box_windows(polygon, self.margin, self.tile_aspect)
+        window = windows[rng.integers(len(windows))] if len(windows) > 1 else windows[0]
         img = geometry.crop_image(image, window, self.crop_size, self.pad_value)
         msk = geometry.crop_mask(mask, window, self.crop_size, self.ignore_label)
         if self.photometric:

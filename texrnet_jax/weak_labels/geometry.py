@@ -2,7 +2,10 @@
 
 A box crop is the square window of side `L = max(w, h) + 2 * margin * min(w, h)` centred on the box's bounding
 rectangle (`w`, `h`), so a word keeps its aspect ratio and gets context on every side; parts of the window
-outside the image are padded (image: `pad_value`, mask: ignore). The window is resized to the network's
+outside the image are padded (image: `pad_value`, mask: ignore). A box longer than `tile_aspect` times its short
+side (a long word, a text line) is covered instead by square tiles along its long axis, each the window of a
+`tile_aspect : 1` piece of it, half overlapping (`box_windows`): a single square window would shrink its text
+by its aspect ratio. The window is resized to the network's
 `size x size` input with Pillow's bilinear filter (antialiased when it shrinks). `paste` undoes it for a
 probability map. Training (`crops.BoxCropAugment`) and labelling (`compose`) call the same functions, so the
 network sees the same geometry in both.
@@ -66,6 +69,27 @@ def box_window(polygon: np.ndarray, margin: float) -> Window:
     side = max(2, math.ceil(max(w, h) + 2 * margin * min(w, h)))
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     return Window(int(math.floor(cx - side / 2 + 0.5)), int(math.floor(cy - side / 2 + 0.5)), side)
+
+
+def box_windows(polygon: np.ndarray, margin: float, tile_aspect: float = 0.0) -> list[Window]:
+    """The crop windows of a box polygon: `[box_window]`, or its tiles when it is longer than `tile_aspect` times its
+    short side (module docstring; `tile_aspect` 0 never tiles)."""
+    poly = np.asarray(polygon, np.float64)
+    (x1, y1), (x2, y2) = poly.min(0), poly.max(0)
+    w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
+    short, long = min(w, h), max(w, h)
+    if tile_aspect <= 0 or long <= tile_aspect * short:
+        return [box_window(poly, margin)]
+    piece = tile_aspect * short  # the length of box that one tile covers
+    lo, hi = (x1, x2) if w >= h else (y1, y2)
+    first, last = lo + piece / 2, hi - piece / 2
+    centres = np.linspace(first, last, math.ceil((last - first) / (piece / 2)) + 1)
+    windows = []
+    for c in centres:
+        a, b = c - piece / 2, c + piece / 2
+        part = box_polygon(a, y1, b, y2) if w >= h else box_polygon(x1, a, x2, b)
+        windows.append(box_window(part, margin))
+    return windows
 
 
 def _window_slices(window: Window, height: int, width: int):
