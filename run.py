@@ -16,7 +16,8 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:arg]).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and evaluation outputs.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"], "What to run.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "label"],
+                          "What to run (label: box annotations -> 0/1/255 label PNGs with a trained BF-Net).")
 _DISTRIBUTED = flags.DEFINE_bool(
     "jax_distributed", False, "Call jax.distributed.initialize() (multi-host runs); on TPU pods and SLURM the "
     "cluster is detected, elsewhere pass the three flags below.")
@@ -99,6 +100,10 @@ def main(argv):
             _summary(train.train_and_evaluate(config, _WORKDIR.value))
         elif _MODE.value == "eval":
             _summary(train.evaluate_only(config, _WORKDIR.value))
+        elif _MODE.value == "label":
+            from texrnet_jax.weak_labels import label_flow
+
+            label_flow.label_from_config(config, _WORKDIR.value)
         else:
             from texrnet_jax import predict
 

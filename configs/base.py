@@ -50,6 +50,23 @@ def data_config(name: str) -> ml_collections.ConfigDict:
         photometric=False,
         num_workers=0,  # grain worker processes (0 = in the main process)
         max_char_boxes=64,  # character boxes per training crop for the glyph loss (extra ones are dropped)
+        # Box supervision (config.loss.box_supervision): word boxes per training crop (the overflow becomes one
+        # don't-care box over its union) and the margin in image pixels added to every side, as annotators draw.
+        max_word_boxes=32,
+        word_box_pad=2.0,
+        # 'images': the reference augmentation above; 'box_crops': one crop around a word box per example (BF-Net,
+        # texrnet_jax/weak_labels/crops.py), crop_size square, the box's edges jittered by up to box_jitter x its
+        # shorter side, box_margin x that side of context on every side, text_free_fraction random windows; a box
+        # longer than box_tile_aspect x its short side is cut into half-overlapping square tiles (0: never).
+        # box_margin and box_tile_aspect also set how --mode=label cuts boxes (weak_labels/geometry.py).
+        sampler="images",
+        # A folder of 0/1/255 label PNGs named <example id>.png (`--mode=label` with format 'tfds') that replace
+        # the training split's masks: training on weak labels. '' = the dataset's own masks.
+        train_labels="",
+        box_margin=0.5,
+        box_jitter=0.15,
+        text_free_fraction=0.1,
+        box_tile_aspect=2.0,
         prefetch=2,
     ))
 
@@ -109,6 +126,17 @@ def get_base_config() -> ml_collections.ConfigDict:
         glyph=0.0,
         glyph_classifier="",
         glyph_arch="glyph_resnet50",
+        # Box supervision (texrnet_jax/box_losses.py, BoxInst-style): train from word boxes, never the pixel mask.
+        # Both heads get box_projection x projection dice + box_background x CE outside every box + box_pairwise x
+        # colour-affinity term, weighted by sem and rfn; rfntri is off (it needs pixel labels).
+        box_supervision=False,
+        box_projection=1.0,  # weight of the projection (max along x / y inside each box) dice term; BoxInst: 1
+        box_background=1.0,  # weight of the background CE on pixels outside every box
+        box_pairwise=1.0,  # weight of the pairwise colour-affinity term; BoxInst: 1
+        box_pairwise_warmup_steps=10000,  # linear ramp of the pairwise weight from 0; BoxInst: 10k iterations
+        box_pairwise_dilation=2,  # neighbour spacing (logit cells) of the 8 neighbours; BoxInst: 2
+        box_pairwise_theta=2.0,  # colour similarity exp(-||lab_i - lab_j|| / theta); BoxInst: 2
+        box_pairwise_tau=0.3,  # pairs with similarity >= tau are supervised; BoxInst: 0.3
     ))
     c.optim = optim_config()
     c.train = ml_collections.ConfigDict(dict(
@@ -138,7 +166,36 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.ckpt = ml_collections.ConfigDict(dict(every_steps=1000, max_to_keep=3))
     c.init_from = ""  # converted checkpoint (python -m texrnet_jax.convert) to start from when not resuming
     c.predict = ml_collections.ConfigDict(dict(input="", output=""))
+    c.label = label_config()
     return c
+
+
+def label_config() -> ml_collections.ConfigDict:
+    """The `label` section: `--mode=label`, box annotations -> 0/1/255 label PNGs with a trained BF-Net.
+
+    The method's unknowns (Bonechi et al. do not publish them) are fields: thresholds, context margin (that one is
+    `config.data.box_margin`, shared with training), overlap rules (fixed: 255 over 1 over 0).
+    """
+    return ml_collections.ConfigDict(dict(
+        # 'coco_text' (cocotext.v2.json), 'icdar' (folder of gt_*.txt), 'boxes_json' (a JSON list), or 'tfds': the
+        # word boxes of a TFDS dataset with word_boxes/word_quads features, e.g. annotations='synth_text/quick:test'
+        # (its masks are then the truth of quality.json, so no `truth` folder is needed).
+        format="",
+        annotations="",
+        images="",  # folder the annotations' image names are relative to (not used by 'tfds')
+        output="",  # '' = <workdir>/labels
+        # 'flat' (<output>/<image stem>.png) or the layout of a released archive: coco_ts, mlt_s, ist_s, isic_wsm.
+        layout="flat",
+        truth="",  # folder of true masks (same stems, 0/1/255 PNG) -> <output>/quality.json
+        hi=0.5,  # BF-Net text probability >= hi inside a box -> 1
+        lo=0.2,  # <= lo -> 0; between -> 255 (uncertain)
+        batch_size=32,  # crops per model call (rounded up to a multiple of the device count)
+        # 'tfds' only: 'boxes' (axis-aligned word boxes grown by box_pad px, as COCO-Text annotators draw them) or
+        # 'quads' (rectangles along the baseline, ICDAR style).
+        tfds_boxes="boxes",
+        box_pad=2.0,
+        max_images=0,  # 0 = all
+    ))
 
 
 # Per-dataset settings of the paper's experiments (reference sections 2.9 and 4.3): TFDS name, splits, and

@@ -6,13 +6,18 @@ Builds `synth_text/quick` (no download) on first use, trains a small HRNetV2 Tex
 test split and writes `eval/test_metrics.json` and sample PNGs. `:tiny` shrinks it to a seconds-long smoke run:
 
     python run.py --config=configs/synth_quick.py:tiny --workdir=/tmp/texrnet_tiny
+
+`:boxes` trains from word boxes alone (`config.loss.box_supervision`, texrnet_jax/box_losses.py; evaluation still
+uses the test masks); it combines with `:tiny` as `:tiny,boxes`:
+
+    python run.py --config=configs/synth_quick.py:boxes --workdir=/tmp/texrnet_boxes
 """
 
 from configs import base
 
 
 def get_config(arg=None):
-    args = base.parse_arg(arg, tiny=False)
+    args = base.parse_arg(arg, tiny=False, boxes=False)
     c = base.get_base_config()
     c.data.name = "synth_text/quick"
     # 128 px images magnified 1-1.75x into 129 px crops. TexRNet predicts at stride 4, which caps a perfect
@@ -42,10 +47,15 @@ def get_config(arg=None):
     # their own size (base size 0), so the same scales magnify them as much as the 128 px training images.
     c.eval.check_set = "synth_text/photo_check"
     c.eval.check_base_size = 0
+    if args.boxes:
+        c.loss.box_supervision = True
+        # BoxInst ramps the pairwise term over 10k of 90k iterations; the same share of this run's 2000 steps.
+        c.loss.box_pairwise_warmup_steps = 200
     if args.tiny:
         c.data.name = "synth_text/tiny"
         base.tiny(c, "hrnet_tiny")
         c.eval.max_images = 8
         c.eval.batch_size = 4
         c.eval.check_set = ""
+        c.loss.box_pairwise_warmup_steps = 2  # the pairwise term takes part from step 3 of a smoke run
     return c

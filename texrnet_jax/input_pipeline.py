@@ -75,8 +75,8 @@ def data_source(data_cfg: Mapping[str, Any], split: str, skip_decoding: Sequence
     return builder.as_data_source(split=split, decoders=decoders or None)
 
 
-def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_char_boxes: int = 0
-                   ) -> grain.DatasetIterator:
+def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_char_boxes: int = 0,
+                   max_word_boxes: int = 0, with_mask: bool = True) -> grain.DatasetIterator:
     """Infinite iterator of training batches for this process.
 
     Args:
@@ -86,6 +86,11 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
         max_char_boxes: if > 0, batches also carry each crop's character boxes for the glyph loss, padded to
             this many per image: `char_boxes` `[B, K, 4]` float32, `char_labels` `[B, K]` int32, `char_valid`
             `[B, K]` bool. The dataset must have the `char_boxes`/`char_labels` features.
+        max_word_boxes: if > 0, batches also carry each crop's word boxes for box supervision (`box_losses`),
+            grown by `data_cfg.word_box_pad` source pixels and padded to this many per image: `word_boxes`
+            `[B, K, 4]` float32 (not clipped to the crop), `word_valid` and `word_ignore` `[B, K]` bool. The
+            dataset must have the `word_boxes` feature.
+        with_mask: False leaves the mask out of the batches and skips decoding it (box supervision).
 
     Returns:
         A checkpointable iterator of `{'image': [B, S, S, 3] float32, 'mask': [B, S, S] int32, ...}`.
@@ -95,16 +100,41 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
     # Image features that training does not read (e.g. TextSeg's effect_mask) are not decoded.
     features = get_builder(data_cfg).info.features
     unused = [k for k, f in features.items() if k not in ("image", "mask") and isinstance(f, tfds.features.Image)]
+    if not with_mask or data_cfg.get("train_labels", ""):  # box supervision, or weak labels from a folder
+        unused.append("mask")
     source = data_source(data_cfg, data_cfg["train_split"], skip_decoding=unused)
     if max_char_boxes:
         if "char_boxes" not in features or "char_labels" not in features:
             raise ValueError(f"the glyph loss needs character boxes, but dataset {data_cfg['name']!r} has no "
                              f"char_boxes/char_labels features (set --config.loss.glyph=0)")
+    if max_word_boxes and "word_boxes" not in features:
+        raise ValueError(f"box supervision needs word boxes, but dataset {data_cfg['name']!r} has no word_boxes "
+                         f"feature (set --config.loss.box_supervision=False)")
+    if max_word_boxes and data_cfg.get("sampler", "images") != "images":
+        raise ValueError(f"box supervision trains on whole-image crops: set config.data.sampler='images', not "
+                         f"{data_cfg['sampler']!r}")
     ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-    ds = ds.random_map(preprocessing.TrainAugment(data_cfg["scale_range"], data_cfg["crop_size"],
-                                                  data_cfg["ignore_label"], data_cfg["mean"], data_cfg["std"],
-                                                  max_char_boxes=max_char_boxes,
-                                                  photometric=data_cfg.get("photometric", False)))
+    if data_cfg.get("train_labels", ""):  # weak labels (`--mode=label`) in place of the dataset's masks
+        ds = ds.map(LabelsFromFolder(data_cfg["train_labels"]))
+    if data_cfg.get("sampler", "images") == "box_crops":  # BF-Net: one crop around a word box per example
+        if "word_boxes" not in features:
+            raise ValueError(f"config.data.sampler='box_crops' needs word boxes, but dataset {data_cfg['name']!r} "
+                             f"has no word_boxes feature")
+        from texrnet_jax.weak_labels.crops import BoxCropAugment
+
+        ds = ds.random_map(BoxCropAugment(data_cfg["crop_size"], data_cfg["box_margin"], data_cfg["box_jitter"],
+                                          data_cfg["text_free_fraction"], data_cfg.get("box_tile_aspect", 0.0),
+                                          data_cfg["mean"], data_cfg["std"],
+                                          photometric=data_cfg.get("photometric", False),
+                                          ignore_label=data_cfg["ignore_label"]))
+    else:
+        ds = ds.random_map(preprocessing.TrainAugment(data_cfg["scale_range"], data_cfg["crop_size"],
+                                                      data_cfg["ignore_label"], data_cfg["mean"], data_cfg["std"],
+                                                      max_char_boxes=max_char_boxes,
+                                                      photometric=data_cfg.get("photometric", False),
+                                                      max_word_boxes=max_word_boxes,
+                                                      word_box_pad=data_cfg.get("word_box_pad", 2.0),
+                                                      with_mask=with_mask))
     # Slice after the (lazy) augmentation: its randomness is keyed by the global index, so every process count
     # sees the same augmented examples; each process still decodes and augments only its own share.
     ds = ds[jax.process_index()::jax.process_count()]
@@ -113,6 +143,33 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
     if data_cfg["num_workers"] > 0:
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg["num_workers"]))
     return iter(it)
+
+
+class LabelsFromFolder(grain.transforms.Map):
+    """Replaces each example's `mask` with `<folder>/<example id>.png` (0/1/255, the image's size), e.g. the
+    labels `run.py --mode=label` wrote for the word boxes of a TFDS set (`config.label.format='tfds'`)."""
+
+    def __init__(self, folder: str):
+        import pathlib
+
+        self.folder = pathlib.Path(folder).expanduser()
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"config.data.train_labels={folder!r} is not a folder")
+
+    def map(self, element):
+        from PIL import Image
+
+        ident = element["id"].decode() if isinstance(element["id"], bytes) else str(element["id"])
+        path = self.folder / f"{ident}.png"
+        if not path.exists():
+            raise FileNotFoundError(f"config.data.train_labels: no label {path} for example {ident!r}")
+        with Image.open(path) as im:
+            label = np.asarray(im)
+        image = np.asarray(element["image"])
+        if label.shape != image.shape[:2]:
+            raise ValueError(f"label {path} is {label.shape[1]}x{label.shape[0]}, its image "
+                             f"{image.shape[1]}x{image.shape[0]}")
+        return {**element, "mask": label[..., None]}
 
 
 def eval_examples(data_cfg: Mapping[str, Any], split: str, max_images: int = 0

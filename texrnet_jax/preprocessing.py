@@ -16,7 +16,8 @@ rounding). An optional photometric augmentation (`photometric`, off in the refer
 With the glyph loss, the examples' character boxes (`char_boxes` `[N, 4]` `[y1, x1, y2, x2]`, exclusive max, and
 `char_labels`) follow the same geometry (`crop_char_boxes`): squared by padding the short side symmetrically,
 scaled with the image, shifted by the crop offset; boxes that leave the crop or have the "other" class are
-dropped and the rest padded to a fixed count.
+dropped and the rest padded to a fixed count. With box supervision the word boxes (`word_boxes`) follow it too
+(`crop_word_boxes`: a margin, the mask's align-corners grid, not clipped to the crop) and the mask is left out.
 """
 
 from __future__ import annotations
@@ -152,6 +153,55 @@ def crop_char_boxes(boxes: np.ndarray, labels: np.ndarray, src_hw: tuple[int, in
     return out
 
 
+def crop_word_boxes(boxes: np.ndarray, src_hw: tuple[int, int], geometry: tuple[int, int, int, int],
+                    crop_size: int, max_boxes: int, pad: float = 0.0, ignore: np.ndarray | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Word boxes of an example in the coordinates of its training crop (box supervision, `box_losses`).
+
+    Each box grows by `pad` source pixels per side (an annotator's margin; clipped to the image), then maps to the
+    scaled image on the align-corners grid of the mask's nearest resize (edge `e -> (e - 0.5) k + 0.5`,
+    `k = (scaled - 1) / (src - 1)`), so a scaled pixel is inside when the source pixel it takes its label from is.
+    Boxes are not clipped to the crop: `box_losses` reads a coordinate past the crop's edge as a cut word. Boxes
+    with no area in the crop are dropped. With more than `max_boxes` boxes in the crop the last row becomes a
+    don't-care box over the union of the boxes that do not fit, so that no word's pixels pass for background.
+
+    Args:
+        boxes: `[N, 4]` `[y1, x1, y2, x2]` pixel boxes of the source image (inclusive-exclusive).
+        src_hw: source image size.
+        geometry: `(scaled_h, scaled_w, top, left)` of the crop (`random_geometry`).
+        crop_size: side of the crop.
+        max_boxes: rows of the output.
+        pad: margin in source pixels added to every side before the crop.
+        ignore: `[N]` bool don't-care flags, or None (none).
+
+    Returns:
+        `word_boxes` `[max_boxes, 4]` float32, `word_valid` and `word_ignore` `[max_boxes]` bool; padding rows are
+        zero and invalid.
+    """
+    nh, nw, top, left = geometry
+    h, w = src_hw
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    ignore = np.zeros(len(boxes), bool) if ignore is None else np.asarray(ignore, bool).reshape(-1)
+    lim = np.asarray([h, w, h, w], np.float64)
+    b = np.clip(boxes + np.asarray([-pad, -pad, pad, pad]), 0.0, lim)
+    k = np.asarray([(n - 1) / (s - 1) if s > 1 else n for n, s in ((nh, h), (nw, w))] * 2)
+    b = np.clip((b - 0.5) * k + 0.5, 0.0, np.asarray([nh, nw, nh, nw], np.float64))
+    b = b - np.asarray([top, left, top, left], np.float64)
+    keep = (b[:, 2] > np.maximum(b[:, 0], 0)) & (b[:, 3] > np.maximum(b[:, 1], 0)) & (b[:, 0] < crop_size) & (
+        b[:, 1] < crop_size)
+    b, ignore = b[keep], ignore[keep]
+    if len(b) > max_boxes:  # the overflow becomes one don't-care box over its union, clipped to the crop
+        rest = np.clip(b[max_boxes - 1:], 0.0, crop_size)
+        union = np.concatenate([rest[:, :2].min(0), rest[:, 2:].max(0)])
+        b = np.concatenate([b[:max_boxes - 1], union[None]])
+        ignore = np.concatenate([ignore[:max_boxes - 1], [True]])
+    n = len(b)
+    out = {"word_boxes": np.zeros((max_boxes, 4), np.float32), "word_valid": np.zeros((max_boxes,), bool),
+           "word_ignore": np.zeros((max_boxes,), bool)}
+    out["word_boxes"][:n], out["word_valid"][:n], out["word_ignore"][:n] = b, True, ignore
+    return out
+
+
 def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random photometric augmentation of a uint8 image `[H, W, 3]` (geometry and labels untouched).
 
@@ -188,29 +238,40 @@ class TrainAugment(grain.transforms.RandomMap):
     """Decoded TFDS example -> `{'image': [S, S, 3] float32 normalised, 'mask': [S, S] int32}`.
 
     With `max_char_boxes > 0` the output also has the crop's `char_boxes`, `char_labels`, `char_valid`
-    (`crop_char_boxes`); the example must then carry `char_boxes` and `char_labels`.
+    (`crop_char_boxes`); the example must then carry `char_boxes` and `char_labels`. With `max_word_boxes > 0` it
+    has `word_boxes`, `word_valid`, `word_ignore` (`crop_word_boxes`, `word_box_pad` px of margin; an optional
+    `word_ignore` feature marks don't-care words); the example must carry `word_boxes`. `with_mask=False` (box
+    supervision) leaves the mask out of the output and never reads it (it may be undecoded bytes).
     """
 
     def __init__(self, scale_range: Sequence[int], crop_size: int, ignore_label: int,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, max_char_boxes: int = 0,
-                 photometric: bool = False):
+                 photometric: bool = False, max_word_boxes: int = 0, word_box_pad: float = 2.0,
+                 with_mask: bool = True):
         self.scale_range = tuple(int(s) for s in scale_range)
         self.crop_size = int(crop_size)
         self.ignore_label = int(ignore_label)
         self.mean, self.std = tuple(mean), tuple(std)
         self.max_char_boxes = int(max_char_boxes)
         self.photometric = bool(photometric)
+        self.max_word_boxes = int(max_word_boxes)
+        self.word_box_pad = float(word_box_pad)
+        self.with_mask = bool(with_mask)
 
     def random_map(self, element, rng: np.random.Generator):
         image = np.asarray(element["image"])
         if self.photometric:
             image = photometric(image, rng)
-        mask = np.asarray(element["mask"])[..., 0]
+        # Without the mask a zero stand-in of the image's size keeps the geometry code shared; its crop is dropped.
+        mask = np.asarray(element["mask"])[..., 0] if self.with_mask else np.zeros(image.shape[:2], np.uint8)
         geometry = random_geometry(*mask.shape, rng, self.scale_range, self.crop_size)
         img, msk = random_scale_crop(image, mask, rng, self.scale_range, self.crop_size, self.ignore_label, geometry,
                                      normalize_fn=lambda x: normalize_values(x, self.mean, self.std))
-        out = {"image": img, "mask": msk}
+        out = {"image": img, "mask": msk} if self.with_mask else {"image": img}
         if self.max_char_boxes:
             out.update(crop_char_boxes(element["char_boxes"], element["char_labels"], mask.shape, geometry,
                                        self.crop_size, self.max_char_boxes))
+        if self.max_word_boxes:
+            out.update(crop_word_boxes(element["word_boxes"], mask.shape, geometry, self.crop_size,
+                                       self.max_word_boxes, self.word_box_pad, element.get("word_ignore")))
         return out

@@ -22,7 +22,7 @@ import optax
 from absl import logging
 from flax import nnx
 
-from texrnet_jax import checkpoint, evaluate, input_pipeline, losses, optim, parallel
+from texrnet_jax import box_losses, checkpoint, evaluate, input_pipeline, losses, optim, parallel
 from texrnet_jax.metric_writer import MetricWriter
 from texrnet_jax.models import build_model
 
@@ -80,8 +80,12 @@ def init_state(params: Any, rest: Any, tx: optax.GradientTransformation) -> dict
 
 
 def make_train_step(train_def: nnx.GraphDef, tx: optax.GradientTransformation, schedule, loss_cfg, ignore_label: int,
-                    glyph_def: nnx.GraphDef | None = None):
+                    glyph_def: nnx.GraphDef | None = None, image_mean_std: tuple | None = None):
     """The pure update `(state, batch, glyph_state) -> (state, metrics)`.
+
+    With `loss_cfg.box_supervision` the pixel losses are replaced by `box_losses.texrnet_box_losses` on the batch's
+    `word_boxes`, `word_valid`, `word_ignore` and the crop's colours (`image_mean_std`, the data's normalisation,
+    undoes it); `batch['mask']` is never read.
 
     With `glyph_def` (the frozen classifier's graphdef; its weights are the `glyph_state` argument, never
     updated) the total adds `loss_cfg.glyph * losscls` on the text probability of the semantic logits, and the
@@ -94,8 +98,11 @@ def make_train_step(train_def: nnx.GraphDef, tx: optax.GradientTransformation, s
             # Fresh Variable objects at this trace level: BatchNorm mutates its statistics inside grad.
             model = nnx.merge(train_def, params, jax.tree.map(lambda x: x, state["rest"]))
             out = model(batch["image"])
-            terms = losses.texrnet_losses(out["logit_sem"], out.get("logit_rfn"), batch["mask"], ignore_label,
-                                          weights)
+            if loss_cfg.get("box_supervision", False):
+                terms = _box_terms(loss_cfg, out, batch, state["step"], image_mean_std)
+            else:
+                terms = losses.texrnet_losses(out["logit_sem"], out.get("logit_rfn"), batch["mask"], ignore_label,
+                                              weights)
             if glyph_def is not None:
                 terms.update(_glyph_terms(glyph_def, glyph_state, out["logit_sem"], batch))
                 terms["total"] = terms["total"] + loss_cfg.glyph * terms["losscls"]
@@ -110,6 +117,18 @@ def make_train_step(train_def: nnx.GraphDef, tx: optax.GradientTransformation, s
         return new_state, metrics
 
     return train_step
+
+
+def _box_terms(loss_cfg, out, batch, step, image_mean_std) -> dict[str, jax.Array]:
+    """Box-supervised terms of both heads (the pairwise weight ramps up from step 0); never reads the mask."""
+    if image_mean_std is None:
+        raise ValueError("box supervision needs the data's normalisation (make_train_step image_mean_std=)")
+    rgb = box_losses.rgb_from_normalized(batch["image"], *image_mean_std)
+    pair = loss_cfg.box_pairwise * box_losses.pairwise_warmup(step, loss_cfg.box_pairwise_warmup_steps)
+    return box_losses.texrnet_box_losses(
+        out["logit_sem"], out.get("logit_rfn"), rgb, batch["word_boxes"], batch["word_valid"], batch["word_ignore"],
+        weights=(loss_cfg.sem, loss_cfg.rfn), term_weights=(loss_cfg.box_projection, loss_cfg.box_background, pair),
+        dilation=loss_cfg.box_pairwise_dilation, theta=loss_cfg.box_pairwise_theta, tau=loss_cfg.box_pairwise_tau)
 
 
 def _glyph_terms(glyph_def, glyph_state, logit_sem, batch) -> dict[str, jax.Array]:
@@ -235,8 +254,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
               flush=True)
 
     glyph = load_glyph_classifier(config.loss, config.seed)
+    boxes_only = config.loss.get("box_supervision", False)
     train_iter = input_pipeline.train_iterator(config.data, local_batch, seed=config.seed,
-                                               max_char_boxes=config.data.max_char_boxes if glyph else 0)
+                                               max_char_boxes=config.data.max_char_boxes if glyph else 0,
+                                               max_word_boxes=config.data.max_word_boxes if boxes_only else 0,
+                                               with_mask=not boxes_only)
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.ckpt.every_steps, config.ckpt.max_to_keep)
     latest = ckpt.latest_step()
     if latest is not None:
@@ -250,7 +272,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     start = int(jax.device_get(state["step"]))
 
     step_fn = jax.jit(make_train_step(train_def, tx, schedule, config.loss, config.data.ignore_label,
-                                      glyph_def=glyph[0] if glyph else None),
+                                      glyph_def=glyph[0] if glyph else None,
+                                      image_mean_std=(config.data.mean, config.data.std)),
                       donate_argnums=0, out_shardings=(state_sharding, parallel.replicated(mesh)))
     # The frozen glyph classifier: an argument (not a traced constant), replicated, never donated or updated.
     glyph_state = jax.device_put(glyph[1], parallel.replicated(mesh)) if glyph else None
@@ -314,6 +337,10 @@ def run_evaluation(config, eval_def: nnx.GraphDef, variables: tuple[Any, Any], w
     Returns:
         The metrics of `config.data.eval_split`; with a check set, its metrics are under the key `check`.
     """
+    if config.data.get("sampler", "images") == "box_crops":  # a BF-Net: what counts is the labels it makes
+        from texrnet_jax.weak_labels import label_flow
+
+        return label_flow.evaluate_bfnet(config, (eval_def, variables), workdir)
     predictor = evaluate.Predictor(eval_def, variables, config.eval)
     result = _evaluate_and_print(config.data, config.eval, predictor, workdir / "eval", step,
                                  config.data.eval_split)

@@ -1,0 +1,32 @@
+"""BF-Net: a box-level text/background network trained on word-box crops of the embedded synthetic set.
+
+    python run.py --config=configs/bfnet_synth.py --workdir=/tmp/bfnet
+    python run.py --config=configs/bfnet_synth.py --workdir=/tmp/bfnet --mode=label --config.label.format=icdar \
+        --config.label.annotations=<gt folder> --config.label.images=<image folder> --config.label.output=<out>
+
+The main job's model and schedule (`configs/synth_quick.py`), but each example is one crop: a word box of
+`synth_text/quick` with jittered edges and half its shorter side of context on every side, resized to 129x129
+(`texrnet_jax/weak_labels/crops.py`). Labelling evaluates every crop at 1x and 1.5x, mirrored and not. After
+training, the test split is labelled as a box-only set (its word boxes grown by 2 px, as COCO-Text annotators draw
+them) and the labels are scored against its masks, and so is `synth_text/photo_check` (held-out photos and fonts):
+fgIoU, F and the fraction of box pixels left uncertain (255), beside the whole-box baseline, in
+`eval/labels_*/quality.json`. `:tiny` is a seconds-long smoke run.
+"""
+
+from configs import base, synth_quick
+
+
+def get_config(arg=None):
+    args = base.parse_arg(arg, tiny=False)
+    c = synth_quick.get_config("tiny" if args.tiny else None)
+    c.data.sampler = "box_crops"
+    c.eval.base_size = 0  # crops are evaluated at their own size times each scale
+    c.label.batch_size = 32
+    if args.tiny:
+        c.eval.max_images = 6
+        c.label.batch_size = 8
+    else:
+        c.data.crop_size = 129  # 32k + 1, the network's natural input size
+        c.eval.scales = (1.0, 1.5)
+        c.eval.flip = True
+    return c
