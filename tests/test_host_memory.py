@@ -87,8 +87,8 @@ def test_requested_only_by_an_explicit_yes(monkeypatch):
 
 
 def test_run_py_and_benchmark_set_it_before_jax_starts():
-    # run.py imports the training code (and with it jax) only after the call; the benchmark records the state.
-    run_py = (REPO_ROOT / "run.py").read_text()
+    # The command line imports the training code (and with it jax) only after the call; the benchmark records it.
+    run_py = (REPO_ROOT / "texrnet_jax" / "cli.py").read_text()
     assert run_py.index("keep_freed_host_memory()") < run_py.index("from texrnet_jax import train")
     sys.path.insert(0, str(REPO_ROOT / "bench"))
     try:

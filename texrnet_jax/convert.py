@@ -400,5 +400,10 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
     return out
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point (`texrnet-convert`)."""
     main()
+
+
+if __name__ == "__main__":
+    run()

@@ -69,6 +69,11 @@ def _main(argv: list[str], flag_values: dict[str, flags.FlagHolder]) -> None:
         print(f"  {split}: {info.num_examples} examples")
 
 
+def run() -> None:
+    """Console-script entry point (`texrnet-build`, the same as `python -m tfds_builders.build`)."""
+    flag_values = _define_flags()
+    app.run(lambda argv: _main(argv, flag_values))
+
+
 if __name__ == "__main__":
-    _flags = _define_flags()
-    app.run(lambda argv: _main(argv, _flags))
+    run()
