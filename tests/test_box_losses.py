@@ -199,7 +199,7 @@ def test_pipeline_batches_carry_word_boxes_and_no_mask(tiny_synth_dir):
     data_cfg = base.data_config("synth_text/tiny")
     data_cfg.update(data_dir=str(tiny_synth_dir), scale_range=(65, 97), crop_size=65, word_box_pad=0.0)
     batch = next(input_pipeline.train_iterator(data_cfg, 4, seed=0, max_word_boxes=8, with_mask=False))
-    assert set(batch) == {"image", "word_boxes", "word_valid", "word_ignore"}
+    assert set(batch) == {"image", "image_hw", "word_boxes", "word_valid", "word_ignore"}  # uint8 crops + extents
     assert batch["word_boxes"].shape == (4, 8, 4) and batch["word_valid"].any()
     batch = next(input_pipeline.train_iterator(data_cfg, 4, seed=0, max_word_boxes=8))
     for out_hw in ((65, 65), (17, 17)):

@@ -167,3 +167,25 @@ def test_predictor_batches_and_flip(tiny_model):
     np.testing.assert_allclose(mirrored["predrfn"][:, ::-1], got["predrfn"][0], atol=1e-5)
     plain = evaluate.multiscale_probs(model_fn, images[0], scales=cfg["scales"], flip=False, base_size=64)
     assert _max_err(plain["predrfn"], got["predrfn"][0]) > 1e-4
+    # `labels` (uint8 in, normalisation and argmax on the devices: what evaluate_split uses) is the argmax of the
+    # probabilities wherever the two classes are not within float32 rounding of a tie.
+    labels = predictor.labels(images)
+    assert labels.shape == (len(images), 30, 41) and labels.dtype == np.uint8
+    decided = np.abs(got["predrfn"][..., 1] - got["predrfn"][..., 0]) > 1e-5
+    np.testing.assert_array_equal(labels[decided], np.argmax(got["predrfn"], -1)[decided])
+    assert decided.mean() > 0.99
+
+
+def test_prefetch_keeps_order_and_raises_where_the_source_fails():
+    assert list(evaluate.prefetch(iter(range(50)), 3)) == list(range(50))
+
+    def failing():
+        yield 1
+        yield 2
+        raise OSError("image 3 unreadable")
+
+    got = []
+    with pytest.raises(OSError, match="image 3 unreadable"):
+        for item in evaluate.prefetch(failing(), 2):
+            got.append(item)
+    assert got == [1, 2]

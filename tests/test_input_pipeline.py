@@ -15,7 +15,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from configs import base
-from texrnet_jax import input_pipeline, parallel
+from texrnet_jax import input_pipeline, parallel, preprocessing
 
 DATASET, NUM_TRAIN, NUM_TEST, SIZE, CROP = "synth_text/tiny", 64, 16, 64, 33
 BUILDERS_DIR = pathlib.Path(__file__).resolve().parents[1] / "tfds_builders"
@@ -63,9 +63,17 @@ def _assert_batches_equal(a, b):
             np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
+def _float_cfg(data_cfg):
+    """`data_cfg` with float32 batches normalised on the host (`uint8_batches=False`)."""
+    cfg = data_cfg.copy_and_resolve_references()
+    cfg.uint8_batches = False
+    return cfg
+
+
 def test_train_batches_shapes_and_dtypes(data_cfg):
     batch_size = 16
-    batches = _take(input_pipeline.train_iterator(data_cfg, batch_size, seed=0), NUM_TRAIN // batch_size + 1)
+    batches = _take(input_pipeline.train_iterator(_float_cfg(data_cfg), batch_size, seed=0),
+                    NUM_TRAIN // batch_size + 1)
     for batch in batches:  # the last one is from the second epoch
         assert set(batch) == {"image", "mask"}
         assert batch["image"].shape == (batch_size, CROP, CROP, 3) and batch["image"].dtype == np.float32
@@ -74,12 +82,60 @@ def test_train_batches_shapes_and_dtypes(data_cfg):
         assert np.all(np.isfinite(batch["image"])) and -3.0 < batch["image"].min() < batch["image"].max() < 3.0
 
 
+def test_uint8_batches_normalise_in_the_step_to_the_host_batches(data_cfg):
+    # The default ships uint8 crops, their extents and uint8 masks; `normalize_batch` (the train step's first op)
+    # gives the float32 batches of host normalisation: same stream, values within float32 rounding, padding 0.
+    assert data_cfg.uint8_batches
+    cfg = _float_cfg(data_cfg)
+    cfg.scale_range = (20, 45)  # short sides below the crop: some crops are padded
+    u8_cfg = cfg.copy_and_resolve_references()
+    u8_cfg.uint8_batches = True
+    host = _take(input_pipeline.train_iterator(cfg, 4, seed=2), 4)
+    raw = _take(input_pipeline.train_iterator(u8_cfg, 4, seed=2), 4)
+    padded = 0
+    for h, r in zip(host, raw, strict=True):
+        assert set(r) == {"image", "image_hw", "mask"}
+        assert r["image"].dtype == np.uint8 and r["mask"].dtype == np.uint8 and r["image_hw"].shape == (4, 2)
+        out = jax.jit(lambda b: preprocessing.normalize_batch(b, cfg.mean, cfg.std))(r)
+        assert set(out) == {"image", "mask"} and out["image"].dtype == np.float32 and out["mask"].dtype == np.int32
+        np.testing.assert_allclose(np.asarray(out["image"]), h["image"], atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(np.asarray(out["mask"]), h["mask"])
+        padded += int(np.sum(r["image_hw"] < CROP))
+    assert padded > 0
+
+
 def test_train_seed_determines_the_stream(data_cfg):
     first = _take(input_pipeline.train_iterator(data_cfg, 2, seed=0), 3)
     again = _take(input_pipeline.train_iterator(data_cfg, 2, seed=0), 3)
     _assert_batches_equal(first, again)
     other = next(input_pipeline.train_iterator(data_cfg, 2, seed=1))
     assert not np.array_equal(first[0]["image"], other["image"])
+
+
+def test_opencv_and_numpy_backends_give_the_same_samples(data_cfg):
+    # Same seed, same examples and crops: labels identical, images within OpenCV's stated 0.51 levels.
+    exact_cfg = _float_cfg(data_cfg)
+    exact_cfg.augment_backend = "numpy"
+    data_cfg = _float_cfg(data_cfg)
+    assert data_cfg.augment_backend == "opencv"  # the default
+    fast = _take(input_pipeline.train_iterator(data_cfg, 4, seed=5), 3)
+    exact = _take(input_pipeline.train_iterator(exact_cfg, 4, seed=5), 3)
+    per_level = 1.0 / (255.0 * np.asarray(data_cfg.std))
+    for a, b in zip(fast, exact, strict=True):
+        np.testing.assert_array_equal(a["mask"], b["mask"])
+        levels = np.abs(a["image"] - b["image"]) / per_level
+        assert levels.max() <= 0.52 and levels.mean() <= 0.3
+
+
+def test_num_workers_default_sizes_itself_to_the_host(monkeypatch):
+    assert base.data_config("synth_text").num_workers == -1
+    assert input_pipeline.resolve_num_workers(-1) == 0  # the CPU backend: the model's step needs the cores
+    assert input_pipeline.resolve_num_workers(3) == 3
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(input_pipeline.os, "cpu_count", lambda: 12)
+    assert input_pipeline.resolve_num_workers(-1) == 11
+    monkeypatch.setattr(input_pipeline.os, "cpu_count", lambda: 224)
+    assert input_pipeline.resolve_num_workers(-1) == 32
 
 
 def test_train_iterator_state_reproduces_the_next_batch(data_cfg):

@@ -276,7 +276,7 @@ def test_train_augment_normalises_the_crop_as_the_reference_normalises_the_image
     rng = np.random.default_rng(11)
     element = {"image": rng.integers(0, 256, size=(37, 52, 3), dtype=np.uint8),
                "mask": rng.integers(0, 2, size=(37, 52, 1)).astype(np.uint8)}
-    aug = preprocessing.TrainAugment((30, 60), 41, IGNORE)
+    aug = preprocessing.TrainAugment((30, 60), 41, IGNORE, backend="numpy")
     for seed in range(6):
         out = aug.random_map(element, np.random.default_rng(seed))
         geo_rng = np.random.default_rng(seed)
@@ -286,3 +286,86 @@ def test_train_augment_normalises_the_crop_as_the_reference_normalises_the_image
                                                             geometry)
         np.testing.assert_allclose(out["image"], ref_img, atol=2e-6, rtol=0)
         np.testing.assert_array_equal(out["mask"], ref_mask)
+
+
+# The stated bound of the OpenCV resize, in levels of 255: float32 interpolation and uint8 rounding (white noise
+# measures 0.507-0.513). An OpenCV that rounds source positions to 1/32 pixel misses it on noise.
+LEVEL_BOUND = 0.52
+
+
+@pytest.mark.parametrize("kind", ["noise", "photo"])
+@pytest.mark.parametrize("h, w, size, top, left, crop", [
+    (37, 52, (30, 42), 0, 0, (30, 41)),  # down-scaling, the window at the corner
+    (37, 52, (60, 84), 17, 40, (41, 41)),  # up-scaling, the window at the far edges
+    (80, 100, (64, 80), 5, 9, (33, 50)),  # down-scaling by 0.8, an inner window
+    (9, 12, (9, 12), 0, 0, (9, 12)),  # identity
+])
+def test_opencv_resize_is_the_exact_resize_within_the_stated_bound(kind, h, w, size, top, left, crop):
+    # The fast path keeps the geometry (same window of the same align-corners grid) and stays within 1/255 on
+    # average and within the stated bound everywhere; white noise is the worst case for the bound.
+    rng = np.random.default_rng(h + w)
+    if kind == "noise":
+        image = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    else:
+        yy, xx = np.mgrid[0:h, 0:w]
+        smooth = 128 + 60 * np.sin(yy / 5.0)[..., None] * np.cos(xx[..., None] / 7.0 + np.arange(3))
+        image = np.clip(smooth + rng.normal(0, 4, (h, w, 3)), 0, 255).astype(np.uint8)
+    exact = preprocessing.resize_crop_image(image, size, top, left, crop)
+    fast = preprocessing.resize_crop_image_opencv(image, size, top, left, crop)
+    assert fast.shape == exact.shape == (*crop, 3) and fast.dtype == np.uint8
+    err = np.abs(fast.astype(np.float64) - exact)
+    assert err.mean() <= 0.3, err.mean()
+    assert err.max() <= LEVEL_BOUND, (err.max(), LEVEL_BOUND)
+    if size == (h, w):
+        np.testing.assert_array_equal(fast, image)
+
+
+def test_train_augment_opencv_backend_keeps_geometry_labels_and_padding():
+    # Same seed: same draws, the same crop window and padding; labels identical (the nearest rule is exact in both);
+    # image values within the bound above (in normalised units: levels / (255 std)).
+    rng = np.random.default_rng(5)
+    element = {"image": rng.integers(0, 256, size=(37, 52, 3), dtype=np.uint8),
+               "mask": rng.integers(0, 2, size=(37, 52, 1)).astype(np.uint8)}
+    exact = preprocessing.TrainAugment((30, 60), 41, IGNORE, backend="numpy")
+    fast = preprocessing.TrainAugment((30, 60), 41, IGNORE, backend="opencv")
+    per_level = 1.0 / (255.0 * np.asarray(preprocessing.IMAGENET_STD))
+    for seed in range(8):
+        a = exact.random_map(element, np.random.default_rng(seed))
+        b = fast.random_map(element, np.random.default_rng(seed))
+        np.testing.assert_array_equal(b["mask"], a["mask"])
+        assert b["image"].dtype == np.float32 and b["image"].shape == a["image"].shape
+        levels = np.abs(b["image"] - a["image"]) / per_level
+        assert levels.mean() <= 1.0 and levels.max() <= LEVEL_BOUND
+        np.testing.assert_array_equal(b["image"][a["mask"] == IGNORE], 0.0)  # padding at the normalised mean
+
+
+def test_decode_image_backends_agree_and_name_a_bad_example():
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, size=(23, 31, 3), dtype=np.uint8)
+    encoded = {}
+    for fmt in ("jpeg", "png"):
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format=fmt)
+        encoded[fmt] = buf.getvalue()
+    buf = io.BytesIO()
+    Image.fromarray(rgb[..., 0]).save(buf, format="jpeg")  # a grayscale JPEG in a 3-channel feature
+    encoded["grey"] = buf.getvalue()
+    for fmt, data in encoded.items():
+        a = preprocessing.decode_image(data, 3, "numpy")
+        b = preprocessing.decode_image(data, 3, "opencv")
+        assert a.shape == b.shape == (23, 31, 3) and a.dtype == b.dtype == np.uint8
+        np.testing.assert_array_equal(a, b, err_msg=fmt)
+    np.testing.assert_array_equal(preprocessing.decode_image(encoded["png"], 3, "opencv"), rgb)
+    mask = rng.integers(0, 2, size=(9, 11), dtype=np.uint8) * 255
+    buf = io.BytesIO()
+    Image.fromarray(mask).save(buf, format="png")
+    np.testing.assert_array_equal(preprocessing.decode_image(buf.getvalue(), 1, "opencv")[..., 0], mask)
+    decode = preprocessing.DecodeImages({"image": 3}, "opencv")
+    with pytest.raises(ValueError, match=r"example b'img_7', feature 'image'"):
+        decode.map({"image": b"not an image", "id": b"img_7"})
+    with pytest.raises(ValueError, match="augment_backend"):
+        preprocessing.DecodeImages({"image": 3}, "cv3")

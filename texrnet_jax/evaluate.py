@@ -14,7 +14,7 @@ import functools
 import json
 import math
 import pathlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -145,6 +145,67 @@ class Predictor:
         out = _multiscale(lambda t: self._forward(self.state, t), x, self.scales, self.flip, self.base_size)
         return {k: np.asarray(v)[:b] for k, v in out.items()}
 
+    def labels(self, images: np.ndarray, mean: Sequence[float] = preprocessing.IMAGENET_MEAN,
+               std: Sequence[float] = preprocessing.IMAGENET_STD) -> np.ndarray:
+        """uint8 RGB `[B, H, W, 3]` -> `[B, H, W]` uint8 labels, the argmax of `predrfn` (else `predsem`).
+
+        Normalisation, the multi-scale average and the argmax run on the devices, so the host ships uint8 in and
+        gets one byte per pixel back (against float32 in and two `[H, W, K]` float32 maps back for `__call__`).
+        """
+        b = images.shape[0]
+        padded = -(-b // self.num_devices) * self.num_devices
+        if padded != b:
+            images = np.concatenate([images, np.repeat(images[-1:], padded - b, axis=0)])
+        x = self._normalize(jax.device_put(np.asarray(images, np.uint8), parallel.batch_sharding(self.mesh)),
+                            tuple(mean), tuple(std))
+        out = _multiscale(lambda t: self._forward(self.state, t), x, self.scales, self.flip, self.base_size)
+        return np.asarray(_argmax_labels(out["predrfn"] if "predrfn" in out else out["predsem"]))[:b]
+
+    @staticmethod
+    @functools.partial(jax.jit, static_argnums=(1, 2))
+    def _normalize(images: jax.Array, mean: tuple, std: tuple) -> jax.Array:
+        scale, shift = preprocessing.normalization_constants(mean, std)
+        return images.astype(jnp.float32) * scale - shift
+
+
+@jax.jit
+def _argmax_labels(probs: jax.Array) -> jax.Array:
+    return jnp.argmax(probs, axis=-1).astype(jnp.uint8)
+
+
+def prefetch(items: Iterable, depth: int) -> Iterator:
+    """Iterates `items` in a background thread, up to `depth` ahead (decoding overlaps the devices' work);
+    an exception in the thread is raised here, at the item where it happened."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    done = object()
+    stop = threading.Event()
+
+    def fill():
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(done)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+            q.put(e)
+
+    thread = threading.Thread(target=fill, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
 
 def _batches_of_equal_size(examples, batch_size: int):
     """Groups consecutive examples of identical image size into lists of at most `batch_size`."""
@@ -193,11 +254,9 @@ def evaluate_split(data_cfg: Mapping[str, Any], eval_cfg: Mapping[str, Any], pre
     seg = metrics.SegMetrics()
     mean, std = data_cfg["mean"], data_cfg["std"]
     bar = tqdm(total=n, desc=f"eval {split}", unit="img", disable=not main)
-    for group in _batches_of_equal_size(examples, batch_size):
-        images = np.stack([preprocessing.normalize(ex["image"], mean, std) for _, ex in group])
-        probs = predictor(images)
-        key = "predrfn" if "predrfn" in probs else "predsem"
-        preds = np.argmax(probs[key], axis=-1).astype(np.uint8)
+    # Decoding runs ahead in a thread; normalisation and the argmax run on the devices (`Predictor.labels`).
+    for group in _batches_of_equal_size(prefetch(examples, 2 * batch_size), batch_size):
+        preds = predictor.labels(np.stack([ex["image"] for _, ex in group]), mean, std)
         for (index, ex), pred in zip(group, preds, strict=True):
             seg.update(pred, ex["mask"])
             if index < eval_cfg["num_samples"]:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -75,6 +76,22 @@ def data_source(data_cfg: Mapping[str, Any], split: str, skip_decoding: Sequence
     return builder.as_data_source(split=split, decoders=decoders or None)
 
 
+def resolve_num_workers(requested: int) -> int:
+    """`config.data.num_workers`; -1 (the default) sizes it to this host.
+
+    On the CPU backend that is 0: the model's step needs every core, and the main process's two reader threads
+    prefetch. With an accelerator it is one worker per CPU core less one (the main process feeds the device), at
+    most 32. One worker delivers about 1 / (CPU time per image) images/s (`bench/bench_input_pipeline.py`), so a
+    host needs `step images/s / per-worker images/s` workers; `docs/benchmarks.md` has the figures per config.
+    """
+    requested = int(requested)
+    if requested >= 0:
+        return requested
+    if jax.default_backend() == "cpu":
+        return 0
+    return max(1, min(32, (os.cpu_count() or 2) - 1))
+
+
 def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_char_boxes: int = 0,
                    max_word_boxes: int = 0, with_mask: bool = True) -> grain.DatasetIterator:
     """Infinite iterator of training batches for this process.
@@ -93,7 +110,9 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
         with_mask: False leaves the mask out of the batches and skips decoding it (box supervision).
 
     Returns:
-        A checkpointable iterator of `{'image': [B, S, S, 3] float32, 'mask': [B, S, S] int32, ...}`.
+        A checkpointable iterator of `{'image': [B, S, S, 3] float32, 'mask': [B, S, S] int32, ...}`; with
+        `data_cfg.uint8_batches` (and the 'images' sampler) `{'image': uint8, 'image_hw': [B, 2] int32, 'mask': uint8}`,
+        which `preprocessing.normalize_batch` (the train step) turns into the float32 batch.
     """
     import tensorflow_datasets as tfds
 
@@ -102,7 +121,10 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
     unused = [k for k, f in features.items() if k not in ("image", "mask") and isinstance(f, tfds.features.Image)]
     if not with_mask or data_cfg.get("train_labels", ""):  # box supervision, or weak labels from a folder
         unused.append("mask")
-    source = data_source(data_cfg, data_cfg["train_split"], skip_decoding=unused)
+    # The image and mask are read encoded and decoded by `DecodeImages` (OpenCV by default, whatever TFDS would pick).
+    decoded = {k: (3 if k == "image" else 1) for k in ("image", "mask") if k in features and k not in unused}
+    source = data_source(data_cfg, data_cfg["train_split"], skip_decoding=unused + list(decoded))
+    backend = data_cfg.get("augment_backend", "opencv")
     if max_char_boxes:
         if "char_boxes" not in features or "char_labels" not in features:
             raise ValueError(f"the glyph loss needs character boxes, but dataset {data_cfg['name']!r} has no "
@@ -114,6 +136,7 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
         raise ValueError(f"box supervision trains on whole-image crops: set config.data.sampler='images', not "
                          f"{data_cfg['sampler']!r}")
     ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+    ds = ds.map(preprocessing.DecodeImages(decoded, backend))
     if data_cfg.get("train_labels", ""):  # weak labels (`--mode=label`) in place of the dataset's masks
         ds = ds.map(LabelsFromFolder(data_cfg["train_labels"]))
     if data_cfg.get("sampler", "images") == "box_crops":  # BF-Net: one crop around a word box per example
@@ -134,14 +157,16 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
                                                       photometric=data_cfg.get("photometric", False),
                                                       max_word_boxes=max_word_boxes,
                                                       word_box_pad=data_cfg.get("word_box_pad", 2.0),
-                                                      with_mask=with_mask))
+                                                      with_mask=with_mask, backend=backend,
+                                                      uint8_output=data_cfg.get("uint8_batches", False)))
     # Slice after the (lazy) augmentation: its randomness is keyed by the global index, so every process count
     # sees the same augmented examples; each process still decodes and augments only its own share.
     ds = ds[jax.process_index()::jax.process_count()]
     ds = ds.batch(batch_size, drop_remainder=True)
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=max(1, data_cfg["prefetch"])))
-    if data_cfg["num_workers"] > 0:
-        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg["num_workers"]))
+    num_workers = resolve_num_workers(data_cfg["num_workers"])
+    if num_workers > 0:
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return iter(it)
 
 
@@ -179,7 +204,13 @@ def eval_examples(data_cfg: Mapping[str, Any], split: str, max_images: int = 0
     Examples are `{'image': [H, W, 3] uint8, 'mask': [H, W] uint8, 'id': str}`; every example of the split
     (or the first `max_images`) is visited exactly once across processes.
     """
-    source = data_source(data_cfg, split)
+    import tensorflow_datasets as tfds
+
+    # Image features other than the image and mask (e.g. TextSeg's effect_mask) are not decoded: a third of the
+    # host time per TextSeg image.
+    features = get_builder(data_cfg).info.features
+    unused = [k for k, f in features.items() if k not in ("image", "mask") and isinstance(f, tfds.features.Image)]
+    source = data_source(data_cfg, split, skip_decoding=unused)
     n = len(source) if not max_images else min(max_images, len(source))
 
     def gen():

@@ -22,7 +22,7 @@ import optax
 from absl import logging
 from flax import nnx
 
-from texrnet_jax import box_losses, checkpoint, evaluate, input_pipeline, losses, optim, parallel
+from texrnet_jax import box_losses, checkpoint, evaluate, input_pipeline, losses, optim, parallel, preprocessing
 from texrnet_jax.metric_writer import MetricWriter
 from texrnet_jax.models import build_model
 
@@ -94,6 +94,11 @@ def make_train_step(train_def: nnx.GraphDef, tx: optax.GradientTransformation, s
     weights = (loss_cfg.sem, loss_cfg.rfn, loss_cfg.rfntri)
 
     def train_step(state, batch, glyph_state=None):
+        if "image_hw" in batch:  # uint8 crops from the input pipeline (config.data.uint8_batches)
+            if image_mean_std is None:
+                raise ValueError("uint8 batches need the data's normalisation (make_train_step image_mean_std=)")
+            batch = preprocessing.normalize_batch(batch, *image_mean_std)
+
         def loss_fn(params):
             # Fresh Variable objects at this trace level: BatchNorm mutates its statistics inside grad.
             model = nnx.merge(train_def, params, jax.tree.map(lambda x: x, state["rest"]))
@@ -223,6 +228,19 @@ def check_finite(metrics: list[Mapping[str, Any]], step: int, state: Any, ckpt: 
     raise FloatingPointError(f"{problem}; {good} in {ckpt.directory}")
 
 
+# The training log warns (once) when the step waited for its batch more than this fraction of a logging window.
+INPUT_WAIT_WARN_FRACTION = 0.2
+
+
+def input_bound_message(fraction: float, first: int, last: int, requested_workers: int) -> str:
+    """The one-time warning that the input pipeline, not the step, sets the speed."""
+    workers = input_pipeline.resolve_num_workers(requested_workers)
+    return (f"input pipeline is the bottleneck: steps {first}-{last} waited for data {fraction:.0%} of the time "
+            f"(warning above {INPUT_WAIT_WARN_FRACTION:.0%}); config.data.num_workers={requested_workers} "
+            f"({workers} worker processes): raise it, or see docs/benchmarks.md 'Input pipeline' for the images/s "
+            f"one worker delivers")
+
+
 def _log_line(step: int, scalars: Mapping[str, float]) -> str:
     keys = ("total", "losssem", "lossrfn", "lossrfntri", "losscls", "lr", "images_per_sec")
     return f"step {step}: " + " ".join(f"{k}={scalars[k]:.4g}" for k in keys if k in scalars)
@@ -282,11 +300,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     bar = tqdm(total=num_steps, initial=start, desc="train", unit="step", disable=not parallel.is_main_process())
     pending: list[dict[str, jax.Array]] = []
     window_start, window_images, step = time.perf_counter(), 0, start
+    data_wait, warned_input = 0.0, False  # seconds spent in next(train_iter) in this logging window
     # Leaving `ckpt` waits for its asynchronous saves on every path: the end, SIGTERM and errors. Closing the bar
     # ends its line, so that an error message starts on a line of its own.
     with _StopRequest() as stop, ckpt, contextlib.closing(bar):
         while step < num_steps:
+            wait_start = time.perf_counter()
             batch = parallel.host_to_global(next(train_iter), mesh)
+            data_wait += time.perf_counter() - wait_start
             state, metrics = step_fn(state, batch, glyph_state)
             step += 1
             pending.append(metrics)
@@ -302,10 +323,20 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 check_finite(host, step, None, ckpt)
                 elapsed = time.perf_counter() - window_start
                 scalars["images_per_sec"] = window_images / max(elapsed, 1e-9)
+                scalars["data_wait_fraction"] = min(1.0, data_wait / max(elapsed, 1e-9))
+                # The first window after a (re)start holds the compilation and the pipeline's start-up: not judged.
+                if (not warned_input and step > start + log_every
+                        and scalars["data_wait_fraction"] > INPUT_WAIT_WARN_FRACTION):
+                    warned_input = True
+                    message = input_bound_message(scalars["data_wait_fraction"], step - log_every + 1, step,
+                                                  config.data.num_workers)
+                    logging.warning(message)
+                    if parallel.is_main_process():
+                        tqdm.write(message)
                 writer.write_scalars(step, scalars)
                 bar.set_postfix(loss=f"{scalars['total']:.4f}", img_s=f"{scalars['images_per_sec']:.1f}")
                 logging.info(_log_line(step, scalars))
-                window_start, window_images = time.perf_counter(), 0
+                window_start, window_images, data_wait = time.perf_counter(), 0, 0.0
             stopping = stop.should_stop(step)
             force = step == num_steps or stopping
             if force or ckpt.should_save(step):
