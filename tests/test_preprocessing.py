@@ -364,8 +364,7 @@ def test_decode_image_backends_agree_and_name_a_bad_example():
     buf = io.BytesIO()
     Image.fromarray(mask).save(buf, format="png")
     np.testing.assert_array_equal(preprocessing.decode_image(buf.getvalue(), 1, "opencv")[..., 0], mask)
-    decode = preprocessing.DecodeImages({"image": 3}, "opencv")
     with pytest.raises(ValueError, match=r"example b'img_7', feature 'image'"):
-        decode.map({"image": b"not an image", "id": b"img_7"})
+        preprocessing.decode_features({"image": b"not an image", "id": b"img_7"}, {"image": 3}, "opencv")
     with pytest.raises(ValueError, match="augment_backend"):
-        preprocessing.DecodeImages({"image": 3}, "cv3")
+        preprocessing.decode_features({"image": encoded["png"]}, {"image": 3}, "cv3")

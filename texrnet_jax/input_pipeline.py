@@ -121,7 +121,8 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
     unused = [k for k, f in features.items() if k not in ("image", "mask") and isinstance(f, tfds.features.Image)]
     if not with_mask or data_cfg.get("train_labels", ""):  # box supervision, or weak labels from a folder
         unused.append("mask")
-    # The image and mask are read encoded and decoded by `DecodeImages` (OpenCV by default, whatever TFDS would pick).
+    # The image and mask are read encoded and decoded by the augmentation (`preprocessing.decode_features`; OpenCV by
+    # default, whatever TFDS would pick).
     decoded = {k: (3 if k == "image" else 1) for k in ("image", "mask") if k in features and k not in unused}
     source = data_source(data_cfg, data_cfg["train_split"], skip_decoding=unused + list(decoded))
     backend = data_cfg.get("augment_backend", "opencv")
@@ -136,9 +137,9 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
         raise ValueError(f"box supervision trains on whole-image crops: set config.data.sampler='images', not "
                          f"{data_cfg['sampler']!r}")
     ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-    ds = ds.map(preprocessing.DecodeImages(decoded, backend))
     if data_cfg.get("train_labels", ""):  # weak labels (`--mode=label`) in place of the dataset's masks
-        ds = ds.map(LabelsFromFolder(data_cfg["train_labels"]))
+        ds = ds.map(LabelsFromFolder(data_cfg["train_labels"], decoded, backend))
+        decoded = {}  # LabelsFromFolder decodes them
     if data_cfg.get("sampler", "images") == "box_crops":  # BF-Net: one crop around a word box per example
         if "word_boxes" not in features:
             raise ValueError(f"config.data.sampler='box_crops' needs word boxes, but dataset {data_cfg['name']!r} "
@@ -149,7 +150,8 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
                                           data_cfg["text_free_fraction"], data_cfg.get("box_tile_aspect", 0.0),
                                           data_cfg["mean"], data_cfg["std"],
                                           photometric=data_cfg.get("photometric", False),
-                                          ignore_label=data_cfg["ignore_label"]))
+                                          ignore_label=data_cfg["ignore_label"], decode=decoded,
+                                          backend=backend))
     else:
         ds = ds.random_map(preprocessing.TrainAugment(data_cfg["scale_range"], data_cfg["crop_size"],
                                                       data_cfg["ignore_label"], data_cfg["mean"], data_cfg["std"],
@@ -158,7 +160,8 @@ def train_iterator(data_cfg: Mapping[str, Any], batch_size: int, seed: int, max_
                                                       max_word_boxes=max_word_boxes,
                                                       word_box_pad=data_cfg.get("word_box_pad", 2.0),
                                                       with_mask=with_mask, backend=backend,
-                                                      uint8_output=data_cfg.get("uint8_batches", False)))
+                                                      uint8_output=data_cfg.get("uint8_batches", False),
+                                                      decode=decoded))
     # Slice after the (lazy) augmentation: its randomness is keyed by the global index, so every process count
     # sees the same augmented examples; each process still decodes and augments only its own share.
     ds = ds[jax.process_index()::jax.process_count()]
@@ -174,9 +177,10 @@ class LabelsFromFolder(grain.transforms.Map):
     """Replaces each example's `mask` with `<folder>/<example id>.png` (0/1/255, the image's size), e.g. the
     labels `run.py --mode=label` wrote for the word boxes of a TFDS set (`config.label.format='tfds'`)."""
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, decode: dict[str, int] | None = None, backend: str = "opencv"):
         import pathlib
 
+        self.decode, self.backend = dict(decode or {}), backend
         self.folder = pathlib.Path(folder).expanduser()
         if not self.folder.is_dir():
             raise FileNotFoundError(f"config.data.train_labels={folder!r} is not a folder")
@@ -184,6 +188,7 @@ class LabelsFromFolder(grain.transforms.Map):
     def map(self, element):
         from PIL import Image
 
+        element = preprocessing.decode_features(element, self.decode, self.backend)
         ident = element["id"].decode() if isinstance(element["id"], bytes) else str(element["id"])
         path = self.folder / f"{ident}.png"
         if not path.exists():

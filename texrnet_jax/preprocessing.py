@@ -13,7 +13,7 @@ No flip, colour jitter or rotation. Only the crop window of the scaled image is 
 window is normalised (`random_scale_crop` with `normalize_fn`; equal to normalising first up to float32
 rounding). An optional photometric augmentation (`photometric`, off in the reference configs) comes before step 1.
 
-Speed (`bench/bench_input_pipeline.py`): images and masks are decoded here (`DecodeImages`), by OpenCV by default;
+Speed (`bench/bench_input_pipeline.py`): images and masks are decoded here (`decode_features`), by OpenCV by default;
 the window is resized by OpenCV's `warpAffine` on the same align-corners grid (`resize_crop_image_opencv`, within
 0.51 of 255 levels of the numpy taps; `backend='numpy'` keeps the exact path); with `uint8_output` the crop stays
 uint8 and the jitted train step normalises it (`normalize_batch`). Labels always take the exact nearest rule.
@@ -150,24 +150,24 @@ def decode_image(data, channels: int, backend: str = "opencv") -> np.ndarray:
     return out.reshape(*out.shape[:2], channels)
 
 
-class DecodeImages(grain.transforms.Map):
-    """Decodes the named image features (`{name: channels}`), read undecoded from TFDS, with `backend`."""
+def decode_features(element, features: dict[str, int], backend: str = "opencv"):
+    """`element` with the named image features (`{name: channels}`, read undecoded from TFDS) decoded by
+    `decode_image`; a bad one raises a ValueError naming the example's id and the feature.
 
-    def __init__(self, features: dict[str, int], backend: str = "opencv"):
-        if backend not in AUGMENT_BACKENDS:
-            raise ValueError(f"config.data.augment_backend must be one of {AUGMENT_BACKENDS}, not {backend!r}")
-        self.features, self.backend = dict(features), backend
-
-    def map(self, element):
-        out = dict(element)
-        for name, channels in self.features.items():
-            if name in out:
-                try:
-                    out[name] = decode_image(out[name], channels, self.backend)
-                except ValueError as e:
-                    ident = element.get("id", b"?")
-                    raise ValueError(f"example {ident!r}, feature {name!r}: {e}") from None
-        return out
+    The random transforms call it first thing, rather than a map of its own: grain derives each random transform's
+    seed from its position in the pipeline, so an extra map would change every augmentation draw of a given seed.
+    """
+    if backend not in AUGMENT_BACKENDS:
+        raise ValueError(f"config.data.augment_backend must be one of {AUGMENT_BACKENDS}, not {backend!r}")
+    out = dict(element)
+    for name, channels in features.items():
+        if name in out:
+            try:
+                out[name] = decode_image(out[name], channels, backend)
+            except ValueError as e:
+                ident = element.get("id", b"?")
+                raise ValueError(f"example {ident!r}, feature {name!r}: {e}") from None
+    return out
 
 
 def resize_crop_mask(mask: np.ndarray, size: tuple[int, int], top: int, left: int, crop: tuple[int, int]
@@ -400,7 +400,8 @@ class TrainAugment(grain.transforms.RandomMap):
     has `word_boxes`, `word_valid`, `word_ignore` (`crop_word_boxes`, `word_box_pad` px of margin; an optional
     `word_ignore` feature marks don't-care words); the example must carry `word_boxes`. `with_mask=False` (box
     supervision) leaves the mask out of the output and never reads it (it may be undecoded bytes).
-    `backend` ('opencv' or 'numpy', `config.data.augment_backend`) picks the image resize of `random_scale_crop`.
+    `backend` ('opencv' or 'numpy', `config.data.augment_backend`) picks the image resize of `random_scale_crop` and
+    the decoder of the features named in `decode` (`{name: channels}`, given as encoded bytes).
     With `uint8_output` (`config.data.uint8_batches`) the image and mask stay uint8 with an `image_hw` extent
     (`scale_crop_uint8`) and the train step normalises them (`normalize_batch`).
     """
@@ -408,7 +409,8 @@ class TrainAugment(grain.transforms.RandomMap):
     def __init__(self, scale_range: Sequence[int], crop_size: int, ignore_label: int,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, max_char_boxes: int = 0,
                  photometric: bool = False, max_word_boxes: int = 0, word_box_pad: float = 2.0,
-                 with_mask: bool = True, backend: str = "opencv", uint8_output: bool = False):
+                 with_mask: bool = True, backend: str = "opencv", uint8_output: bool = False,
+                 decode: dict[str, int] | None = None):
         self.scale_range = tuple(int(s) for s in scale_range)
         self.crop_size = int(crop_size)
         self.ignore_label = int(ignore_label)
@@ -422,8 +424,10 @@ class TrainAugment(grain.transforms.RandomMap):
             raise ValueError(f"config.data.augment_backend must be one of {AUGMENT_BACKENDS}, not {backend!r}")
         self.backend = backend
         self.uint8_output = bool(uint8_output)
+        self.decode = dict(decode or {})
 
     def random_map(self, element, rng: np.random.Generator):
+        element = decode_features(element, self.decode, self.backend)
         image = np.asarray(element["image"])
         if self.photometric:
             image = photometric(image, rng)

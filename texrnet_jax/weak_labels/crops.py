@@ -43,14 +43,17 @@ class BoxCropAugment(grain.transforms.RandomMap):
     def __init__(self, crop_size: int, margin: float, jitter: float, text_free_fraction: float,
                  tile_aspect: float = 0.0, mean: Sequence[float] = preprocessing.IMAGENET_MEAN,
                  std: Sequence[float] = preprocessing.IMAGENET_STD,
-                 photometric: bool = False, ignore_label: int = 255):
+                 photometric: bool = False, ignore_label: int = 255, decode: dict[str, int] | None = None,
+                 backend: str = "opencv"):
         self.crop_size, self.margin, self.jitter = int(crop_size), float(margin), float(jitter)
         self.text_free_fraction, self.tile_aspect = float(text_free_fraction), float(tile_aspect)
         self.mean, self.std = tuple(mean), tuple(std)
         self.pad_value = tuple(int(round(255 * m)) for m in self.mean)
         self.photometric, self.ignore_label = bool(photometric), int(ignore_label)
+        self.decode, self.backend = dict(decode or {}), backend  # features given encoded (`decode_features`)
 
     def random_map(self, element, rng: np.random.Generator):
+        element = preprocessing.decode_features(element, self.decode, self.backend)
         image = np.asarray(element["image"])
         mask = np.asarray(element["mask"])[..., 0]
         boxes = np.asarray(element["word_boxes"], np.float64).reshape(-1, 4)
