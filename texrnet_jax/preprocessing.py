@@ -211,13 +211,18 @@ def random_scale_crop(image: np.ndarray, mask: np.ndarray, rng: np.random.Genera
     out_img = np.zeros((crop_size, crop_size, 3), np.float32)
     out_mask = np.full((crop_size, crop_size), ignore_label, np.int32)
     if ch > 0 and cw > 0:
-        if backend == "opencv" and image.dtype == np.uint8:
-            window = resize_crop_image_opencv(image, (nh, nw), top, left, (ch, cw))
-        else:
-            window = resize_crop_image(image, (nh, nw), top, left, (ch, cw))
+        window = _resize_window(image, (nh, nw), top, left, (ch, cw), backend)
         out_img[:ch, :cw] = normalize_fn(window) if normalize_fn is not None else window
         out_mask[:ch, :cw] = resize_crop_mask(mask, (nh, nw), top, left, (ch, cw))
     return out_img, out_mask
+
+
+def _resize_window(image: np.ndarray, size: tuple[int, int], top: int, left: int, crop: tuple[int, int],
+                   backend: str) -> np.ndarray:
+    """The crop window resized by `backend`: OpenCV for a uint8 image (uint8 out), else the exact numpy taps."""
+    if backend == "opencv" and image.dtype == np.uint8:
+        return resize_crop_image_opencv(image, size, top, left, crop)
+    return resize_crop_image(image, size, top, left, crop)
 
 
 def scale_crop_uint8(image: np.ndarray, mask: np.ndarray, geometry: tuple[int, int, int, int], crop_size: int,
@@ -236,11 +241,8 @@ def scale_crop_uint8(image: np.ndarray, mask: np.ndarray, geometry: tuple[int, i
     out_img = np.zeros((crop_size, crop_size, 3), np.uint8)
     out_mask = np.full((crop_size, crop_size), ignore_label, np.uint8)
     if ch > 0 and cw > 0:
-        if backend == "opencv" and image.dtype == np.uint8:
-            out_img[:ch, :cw] = resize_crop_image_opencv(image, (nh, nw), top, left, (ch, cw))
-        else:
-            window = resize_crop_image(image, (nh, nw), top, left, (ch, cw))
-            out_img[:ch, :cw] = np.clip(np.rint(window), 0, 255).astype(np.uint8)
+        window = _resize_window(image, (nh, nw), top, left, (ch, cw), backend)
+        out_img[:ch, :cw] = window if window.dtype == np.uint8 else np.clip(np.rint(window), 0, 255).astype(np.uint8)
         out_mask[:ch, :cw] = resize_crop_mask(mask, (nh, nw), top, left, (ch, cw))
     return out_img, out_mask, np.asarray([ch, cw], np.int32)
 
