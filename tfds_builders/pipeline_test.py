@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import base
-from texrnet_jax import input_pipeline
+from texrnet_jax import input_pipeline, preprocessing
 from tfds_builders import common
 from tfds_builders.icdar13_fst import icdar13_fst_dataset_builder as ib
 from tfds_builders.icdar13_fst import make_dummy_data as icdar_dummy
@@ -36,7 +36,11 @@ def test_train_iterator_batches(tmp_path, name, builder_cls, manual_dir):
     it = input_pipeline.train_iterator(data_cfg, batch_size=2, seed=0)
     for _ in range(3):  # more batches than examples: the iterator repeats
         batch = next(it)
-        assert batch["image"].shape == (2, CROP, CROP, 3) and batch["image"].dtype == np.float32
+        # Host batches are uint8 (the default `uint8_batches`); the train step normalises them on device.
+        assert batch["image"].shape == (2, CROP, CROP, 3) and batch["image"].dtype == np.uint8
+        assert batch["image_hw"].shape == (2, 2) and np.all(batch["image_hw"] <= CROP)
         assert batch["mask"].shape == (2, CROP, CROP)
         assert set(np.unique(batch["mask"])) <= {0, 1, 255}
         assert np.any(batch["mask"] == 1)
+        image = np.asarray(preprocessing.normalize_batch(batch)["image"])
+        assert image.dtype == np.float32 and np.all(np.isfinite(image))
