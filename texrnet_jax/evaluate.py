@@ -138,9 +138,7 @@ class Predictor:
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Normalised `[B, H, W, 3]` float32 -> averaged `predsem` / `predrfn` `[B, H, W, K]` numpy."""
         b = images.shape[0]
-        padded = -(-b // self.num_devices) * self.num_devices
-        if padded != b:
-            images = np.concatenate([images, np.repeat(images[-1:], padded - b, axis=0)])
+        images = self._pad_to_devices(images)
         x = jax.device_put(images, parallel.batch_sharding(self.mesh))
         out = _multiscale(lambda t: self._forward(self.state, t), x, self.scales, self.flip, self.base_size)
         return {k: np.asarray(v)[:b] for k, v in out.items()}
@@ -153,19 +151,18 @@ class Predictor:
         gets one byte per pixel back (against float32 in and two `[H, W, K]` float32 maps back for `__call__`).
         """
         b = images.shape[0]
-        padded = -(-b // self.num_devices) * self.num_devices
-        if padded != b:
-            images = np.concatenate([images, np.repeat(images[-1:], padded - b, axis=0)])
+        images = self._pad_to_devices(images)
         x = self._normalize(jax.device_put(np.asarray(images, np.uint8), parallel.batch_sharding(self.mesh)),
                             tuple(mean), tuple(std))
         out = _multiscale(lambda t: self._forward(self.state, t), x, self.scales, self.flip, self.base_size)
         return np.asarray(_argmax_labels(out["predrfn"] if "predrfn" in out else out["predsem"]))[:b]
 
-    @staticmethod
-    @functools.partial(jax.jit, static_argnums=(1, 2))
-    def _normalize(images: jax.Array, mean: tuple, std: tuple) -> jax.Array:
-        scale, shift = preprocessing.normalization_constants(mean, std)
-        return images.astype(jnp.float32) * scale - shift
+    def _pad_to_devices(self, images: np.ndarray) -> np.ndarray:
+        """The batch padded to a multiple of the device count by repeating its last image."""
+        extra = -images.shape[0] % self.num_devices
+        return np.concatenate([images, np.repeat(images[-1:], extra, axis=0)]) if extra else images
+
+    _normalize = staticmethod(jax.jit(preprocessing.normalize_uint8, static_argnums=(1, 2)))
 
 
 @jax.jit

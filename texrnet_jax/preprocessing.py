@@ -247,6 +247,14 @@ def scale_crop_uint8(image: np.ndarray, mask: np.ndarray, geometry: tuple[int, i
     return out_img, out_mask, np.asarray([ch, cw], np.int32)
 
 
+def normalize_uint8(images, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+    """uint8 pixels (a jnp array, on device) -> `(x / 255 - mean) / std` in float32, as `normalize_values`."""
+    import jax.numpy as jnp
+
+    scale, shift = normalization_constants(mean, std)
+    return images.astype(jnp.float32) * scale - shift
+
+
 def normalize_batch(batch, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
     """A batch of uint8 crops (`TrainAugment(uint8_output=True)`) -> the float32 batch of the host path, in jnp.
 
@@ -258,8 +266,7 @@ def normalize_batch(batch, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[
 
     if "image_hw" not in batch:
         return batch
-    scale, shift = normalization_constants(mean, std)
-    image = batch["image"].astype(jnp.float32) * scale - shift
+    image = normalize_uint8(batch["image"], mean, std)
     hw = batch["image_hw"]
     size = image.shape[1:3]
     inside = ((jnp.arange(size[0])[None, :, None] < hw[:, 0, None, None])
