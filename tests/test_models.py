@@ -200,7 +200,7 @@ def _six_blocks_gradient_hlo():
 
 def test_fusion_boundary_stops_xla_cpu_recomputing_residual_chains(monkeypatch):
     """Without the boundaries, XLA:CPU fuses the chain of every earlier block's BN/ReLU/add into backward fusions
-    (20 inputs for 6 blocks; 209 in HRNet-W48, where it cost 40% of the training step: docs/benchmarks.md)."""
+    (20 inputs for 6 blocks; 209 in HRNet-W48, where it cost 40% of the training step: docs/cpu_kernels.md)."""
     import re
 
     from texrnet_jax.models import layers

@@ -5,7 +5,7 @@ HRNet-W48 training step at 512x512) and frees it on return. glibc serves such bl
 them back with ``munmap``: threads other than the main one allocate from secondary arenas, which ``mmap`` any
 block above 64 MiB whatever ``M_MMAP_MAX`` says, and the main arena trims a large free top of its heap. The
 next call then touches every page anew: about 650,000 page faults and 1.5-1.8 s of kernel time per W48 step on
-the 2-core benchmark machine (docs/benchmarks.md).
+the 2-core benchmark machine (docs/cpu_kernels.md).
 
 :func:`keep_freed_host_memory` sets three glibc options with ``mallopt``: one arena for all threads
 (``M_ARENA_MAX``), no ``mmap`` for large blocks (``M_MMAP_MAX``) and no trimming (``M_TRIM_THRESHOLD``), so a

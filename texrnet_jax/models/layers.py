@@ -124,7 +124,7 @@ def dilated_as_taps(stride: int, dilation: int) -> bool:
 
     On any number of devices: the taps slice the spatial axes, not the batch. XLA:CPU computes a dilated
     convolution over its whole zero padding: for the ASPP's 3x3 rate-18 convolution on a 32x32 map, 61% of the
-    multiply-adds read only padding, and the rate-6 one is still 1.8x slower than the taps (docs/benchmarks.md).
+    multiply-adds read only padding, and the rate-6 one is still 1.8x slower than the taps (docs/cpu_kernels.md).
     Other platforms keep their own convolution.
     """
     return stride == 1 and dilation > 1
@@ -145,7 +145,7 @@ def per_sample_kernel_grad(x_shape, stride: int = 1) -> bool:
 
     XLA:CPU's kernel-gradient convolution slows down far more than linearly with the batch: for 48 channels at
     128x128 one sample takes about 10 ms and five take 390 ms, where five single-sample gradients summed take
-    85 ms; 304->256 channels at 128x128, batch 8: 3.7 s against 1.4 s (docs/benchmarks.md). Smaller maps
+    85 ms; 304->256 channels at 128x128, batch 8: 3.7 s against 1.4 s (docs/cpu_kernels.md). Smaller maps
     (16x16) lose. Only on a single CPU device: the per-sample slices of a batch sharded over several devices
     would each live on one device.
     """
@@ -159,7 +159,7 @@ def taps_kernel_grad(x_shape, w_shape, stride: int = 1, dilation: int = 1) -> bo
     For wide 3x3 stride-1 convolutions on large maps on a single CPU device: the DeepLab decoder's 304->256 and
     256->256 at 128x128, where it is 1.6x faster than XLA:CPU's kernel-gradient convolution (107 against 173 ms)
     and 2.2x faster than the per-sample sum at batch 8 (754 against 1663 ms). It also wins for 48-384 channels in
-    isolation, but made the HRNet-W48 step slower and doubled its memory; 64 -> 64 loses (docs/benchmarks.md).
+    isolation, but made the HRNet-W48 step slower and doubled its memory; 64 -> 64 loses (docs/cpu_kernels.md).
     """
     return (w_shape[0] == 3 and w_shape[1] == 3 and stride == 1 and dilation == 1
             and x_shape[1] * x_shape[2] >= TAPS_KERNEL_GRAD_MIN_PIXELS
@@ -173,7 +173,7 @@ def shifted_kernel_grad(x_shape, w_shape, stride: int = 1, dilation: int = 1) ->
     XLA:CPU first copies the whole input transposed: the refinement head's 5x5 725->64 (HRNet) and 261->64
     (DeepLab) and HRNet's 3x3 256->48 transition at 128x128. Isolated, 134 against 223 ms, 60 against 76 ms and
     18 against 82 ms at batch 1; 725->64 at batch 5 (129x129), 642 against 1091 ms for the per-sample sum. In the
-    full steps: HRNet-W48 at 512x512 batch 1 3.19 against 3.36 s, the others within noise (docs/benchmarks.md).
+    full steps: HRNet-W48 at 512x512 batch 1 3.19 against 3.36 s, the others within noise (docs/cpu_kernels.md).
     Wide outputs too (the decoder's 256->256) run faster as per-tap products.
     """
     return (w_shape[0] > 1 and stride == 1 and dilation == 1 and x_shape[1] * x_shape[2] >= TAPS_KERNEL_GRAD_MIN_PIXELS
@@ -443,7 +443,7 @@ def fusion_boundary(x: jax.Array, anchor: jax.Array) -> jax.Array:
     the backward pass's layout transposes for kernel gradients each recomputed that whole chain: up to 209 inputs
     per transpose in HRNet-W48. An optimisation barrier does not stop it (XLA:CPU expands barriers before fusion);
     a conditional does. On other platforms, and in the gradient, this is a plain identity (a conditional costs a
-    device-to-host copy of its predicate on GPUs). See docs/benchmarks.md.
+    device-to-host copy of its predicate on GPUs). See docs/cpu_kernels.md.
 
     Args:
         x: the value to materialise.
