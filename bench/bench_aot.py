@@ -12,9 +12,9 @@ no TPU is needed. `--topology=cpu` compiles for this host's own devices (a check
 
 Usage::
 
-    python bench/bench_aot.py --topology=v5e:2x2 --dtype=bfloat16                # reference batches, 513 crops
-    python bench/bench_aot.py --topology=v5e:16x16 --models=hrnet_w48 --per_device_batch=8 --fsdp
-    python bench/bench_aot.py --topology=v4:2x2x1 --models=deeplab_r101 --dtype=float32 --json_out=/tmp/aot.jsonl
+    python -m bench.bench_aot --topology=v5e:2x2 --dtype=bfloat16                # reference batches, 513 crops
+    python -m bench.bench_aot --topology=v5e:16x16 --models=hrnet_w48 --per_device_batch=8 --fsdp
+    python -m bench.bench_aot --topology=v4:2x2x1 --models=deeplab_r101 --dtype=float32 --json_out=/tmp/aot.jsonl
 
 Topology names are libtpu's, chips per dimension: `v5e:2x2`, `v5p:2x2x1`, `v6e:2x2`, `v4:2x2x1` (8 devices: each v4
 chip's two cores are devices of their own, sharing its 32 GiB).
@@ -23,8 +23,6 @@ chip's two cores are devices of their own, sharing its 32 GiB).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from typing import Any
 
@@ -34,11 +32,9 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench import bench_models  # noqa: E402
-from configs import base  # noqa: E402
-from texrnet_jax import optim, parallel, train  # noqa: E402
+from bench import bench_models
+from configs import base
+from texrnet_jax import optim, parallel, train
 
 # HBM per chip (GiB) by `device_kind` substring (lower case, first match wins): public data-sheet figures. Where a
 # chip's cores are separate devices (libtpu's v4 topologies) they share it.
@@ -96,7 +92,7 @@ def compile_case(backbone: str, devices: list[Any], per_device_batch: int, crop:
     step = jax.jit(train.make_train_step(graphdef, tx, schedule, cfg.loss, cfg.data.ignore_label),
                    donate_argnums=0, out_shardings=(state_sharding, parallel.replicated(mesh)))
     t0 = time.perf_counter()
-    with jax.set_mesh(mesh):  # the layers' single-device forms ask the mesh, not this host (layers._single_device)
+    with jax.set_mesh(mesh):  # the layers' single-device forms ask the mesh, not this host (xla_cpu.conv.single_device)
         lowered = step.lower(state, batch)
     t1 = time.perf_counter()
     compiled = lowered.compile()

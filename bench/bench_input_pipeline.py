@@ -1,6 +1,6 @@
 """Training-crop throughput of `texrnet_jax.input_pipeline.train_iterator` on TextSeg-sized images.
 
-    python bench/bench_input_pipeline.py [--num_images=64] [--batches=12] [--workdir=/tmp/texrnet_bench]
+    python -m bench.bench_input_pipeline [--num_images=64] [--batches=12] [--workdir=/tmp/texrnet_bench]
 
 Writes a fake TextSeg manual dir (split.json + image/annotation/semantic_label tar.gz archives, as
 downloaded) with `--num_images` JPEGs of about 1000x800, builds it with the real `textseg` builder, then prints,
@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import base  # noqa: E402
-from texrnet_jax import input_pipeline, preprocessing  # noqa: E402
-from tfds_builders import build, common  # noqa: E402
+from configs import base
+from texrnet_jax import input_pipeline, preprocessing
+from tfds_builders import build, common
 
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 64, "Fake TextSeg images to build.")
 _BATCHES = flags.DEFINE_integer("batches", 12, "Timed batches per setting (after one warm-up batch).")

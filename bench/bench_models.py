@@ -22,24 +22,25 @@ FLOP/s by the dense peak of the device kind and compute dtype in `PEAK_FLOPS` (n
 overrides). Memory: `mem_xla_bytes` is the compiled executable's arguments + outputs + temporaries - aliased
 (donated) bytes; `mem_device_peak_bytes_in_use` is the accelerator allocator's peak (since process start, it
 cannot be reset); `mem_process_max_rss_bytes` is the host process's peak resident set (also since start). The
-benchmark first makes glibc keep freed memory (`texrnet_jax.host_memory`; `machine.host_memory_kept` in the record;
-`TEXRNET_KEEP_HOST_MEMORY=0` measures without), so that XLA:CPU's per-call buffers are not page-faulted in again
+benchmark first makes glibc keep freed memory (`texrnet_jax.xla_cpu.host_memory`; `machine.host_memory_kept` in the
+record; `TEXRNET_KEEP_HOST_MEMORY=0` measures without), so that XLA:CPU's per-call buffers are not page-faulted in again
 on every call. `run.py` does the same only with `TEXRNET_KEEP_HOST_MEMORY=1`.
 
 Side by side with PyTorch (`--torch_python`): before each JAX case the same case runs in a subprocess under the
-given interpreter with `bench/torch_texrnet.py`, a from-spec PyTorch port of the reference models checked against
-the parity fixtures by `bench/check_torch_parity.py` (float32, PyTorch's defaults, `torch.set_num_threads` =
-`--torch_threads`, on CUDA when that interpreter's torch has it). The record gains `torch_median_s`,
-`torch_times_s`, `torch_device` and `ratio_to_torch` (JAX median / PyTorch median, same machine, same run). Only
-the full presets have a port (`TORCH_ARCHS`); the project's own environment stays torch-free. With it, JAX does
-not preallocate accelerator memory (`XLA_PYTHON_CLIENT_PREALLOCATE=false`), so the PyTorch process finds it free.
+given interpreter with `bench/torch_twin/torch_texrnet.py`, a from-spec PyTorch port of the reference models checked
+against the parity fixtures by `bench/torch_twin/check_torch_parity.py` (float32, PyTorch's defaults,
+`torch.set_num_threads` = `--torch_threads`, on CUDA when that interpreter's torch has it). The record gains
+`torch_median_s`, `torch_times_s`, `torch_device` and `ratio_to_torch` (JAX median / PyTorch median, same machine,
+same run). Only the full presets have a port (`TORCH_ARCHS`); the project's own environment stays torch-free. With
+it, JAX does not preallocate accelerator memory (`XLA_PYTHON_CLIENT_PREALLOCATE=false`), so the PyTorch process
+finds it free.
 
 Usage::
 
-    python bench/bench_models.py                                  # full models, all three cases, float32
-    python bench/bench_models.py --torch_python=/path/to/torch-venv/bin/python   # + PyTorch, same cases
-    python bench/bench_models.py --models=hrnet_w48 --cases=train_513 --repeats=2 --json_out=/tmp/bench.jsonl
-    python bench/bench_models.py --dtype=bfloat16                 # on a GPU/TPU
+    python -m bench.bench_models                                  # full models, all three cases, float32
+    python -m bench.bench_models --torch_python=/path/to/torch-venv/bin/python   # + PyTorch, same cases
+    python -m bench.bench_models --models=hrnet_w48 --cases=train_513 --repeats=2 --json_out=/tmp/bench.jsonl
+    python -m bench.bench_models --dtype=bfloat16                 # on a GPU/TPU
 """
 
 from __future__ import annotations
@@ -60,11 +61,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import base  # noqa: E402
-from texrnet_jax import host_memory, optim, train  # noqa: E402
-from texrnet_jax.models import build_model  # noqa: E402
+from configs import base
+from texrnet_jax import optim, train
+from texrnet_jax.xla_cpu import host_memory
+from texrnet_jax.models import build_model
 
 # Reference PyTorch 2.13 CPU medians on a 2-core machine of this project's kind (texrnet_reference.md s. 9),
 # keyed by (backbone, mode, batch) at 512 x 512.
@@ -82,9 +82,9 @@ NAMED_CASES = {"eval_512": ("eval", 512, 1), "train_512": ("train", 512, 1), "tr
 MODEL_GROUPS = {"full": "hrnet_w48,deeplab_r101", "tiny": "hrnet_tiny,deeplab_tiny"}
 MODEL_GROUPS["all"] = MODEL_GROUPS["full"] + "," + MODEL_GROUPS["tiny"]
 
-# Backbones `bench/torch_texrnet.py` builds, and the script itself.
+# Backbones `bench/torch_twin/torch_texrnet.py` builds, and the script itself.
 TORCH_ARCHS = ("hrnet_w18", "hrnet_w32", "hrnet_w48", "deeplab_r50", "deeplab_r101")
-TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_texrnet.py")
+TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_twin", "torch_texrnet.py")
 
 # Dense peak FLOP/s per device by `device_kind` substring (lower case, first match wins) and compute dtype.
 # NVIDIA figures are the SXM data-sheet numbers without sparsity. The models pin `Precision.HIGHEST` on every
@@ -356,13 +356,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--peak_tflops", type=float, default=None, help="device peak for MFU, overriding PEAK_FLOPS")
     p.add_argument("--json_out", default=None, help="append the JSON lines to this file instead of stdout")
     p.add_argument("--torch_python", default=None,
-                   help="a Python interpreter with torch: also time every case with bench/torch_texrnet.py under it")
+                   help="a Python interpreter with torch: also time every case with "
+                        "bench/torch_twin/torch_texrnet.py under it")
     p.add_argument("--torch_threads", type=int, default=os.cpu_count(),
                    help="torch.set_num_threads for the PyTorch cases (default: the CPU count, as the reference timed)")
     args = p.parse_args(argv)
 
-    # XLA:CPU's per-call buffers reuse freed memory instead of page-faulting it in again (texrnet_jax/host_memory.py;
-    # TEXRNET_KEEP_HOST_MEMORY=0 measures without). Before the first computation starts JAX's threads.
+    # XLA:CPU's per-call buffers reuse freed memory instead of page-faulting it in again
+    # (texrnet_jax/xla_cpu/host_memory.py; TEXRNET_KEEP_HOST_MEMORY=0 measures without). Before the first
+    # computation starts JAX's threads.
     host_memory.keep_freed_host_memory()
     if args.torch_python:
         # PyTorch runs in a child process while this one holds the accelerator: without this JAX would have

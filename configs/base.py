@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-# The eight evaluation scales of the reference (section 5.1).
-REFERENCE_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5)
+from texrnet_jax.constants import EVAL_BASE_SIZE, IGNORE_LABEL, IMAGENET_MEAN, IMAGENET_STD, REFERENCE_SCALES
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -40,12 +39,12 @@ def data_config(name: str) -> ml_collections.ConfigDict:
         auto_prepare=True,
         train_split="train",
         eval_split="test",
-        ignore_label=255,  # canonical mask encoding of every builder: 0 bg, 1 text, 255 ignore
+        ignore_label=IGNORE_LABEL,  # canonical mask encoding of every builder: 0 bg, 1 text, 255 ignore
         # Reference augmentation: short side to a random integer in [lo, hi], then a square random crop.
         scale_range=(513, 1025),
         crop_size=513,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
         # Photometric augmentation before the reference one (colour, grey, inversion, blur, JPEG); not in the paper.
         photometric=False,
         # Grain worker processes: -1 sizes it to the host (0 when the model runs on the CPU and needs the cores,
@@ -159,7 +158,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict(dict(
         scales=REFERENCE_SCALES,
         # Scale s feeds an image of area about (int(base_size * s) + 1)^2, sides 32k+1; 0 = each image's own size.
-        base_size=512,
+        base_size=EVAL_BASE_SIZE,
         flip=False,
         batch_size=0,  # images per eval batch (0 = one per device); images of equal size are batched
         max_images=0,  # 0 = the whole split

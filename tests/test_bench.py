@@ -68,7 +68,7 @@ def _fake_interpreter(path, body: str):
 
 
 def test_torch_side_by_side(tmp_path, capsys, monkeypatch, fast_compile):
-    # A stand-in for a torch interpreter: records its arguments and answers like bench/torch_texrnet.py does.
+    # A stand-in for a torch interpreter: records its arguments and answers like bench/torch_twin/torch_texrnet.py does.
     args_file = tmp_path / "args"
     fake = _fake_interpreter(tmp_path / "python", f'echo "$@" > {args_file}\necho "some log line"\n'
                              'echo \'{"impl": "torch", "median_s": 0.5, "times_s": [0.5], "device": "cpu", '

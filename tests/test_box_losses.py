@@ -19,7 +19,7 @@ from flax import nnx
 from configs import base
 from texrnet_jax import box_losses as bl
 from texrnet_jax import input_pipeline, preprocessing, train
-from texrnet_jax.losses import resize_labels_nearest
+from texrnet_jax.resample import resize_labels_nearest
 
 # XLA's slow optimisation passes off for this module (conftest): compilation is most of its cost.
 pytestmark = pytest.mark.usefixtures("fast_compile")

@@ -1,4 +1,4 @@
-"""Tests for texrnet_jax.checkpoint: sharded state + grain iterator round trip, max_to_keep, intervals, latest step.
+"""Tests for texrnet_jax.checkpoint: the model, training and iterator items, round trips, max_to_keep, old layouts.
 
 The state mimics the training state (params, BatchNorm-like statistics, an optax momentum state and the step)
 on the 4-device `('data',)` mesh; one leaf is sharded over `data` to check that shardings survive the restore.
@@ -117,3 +117,41 @@ def test_leaving_the_context_waits_for_asynchronous_saves_even_on_errors(tmp_pat
     assert reopened.latest_step() == 1
     _assert_trees_identical(reopened.restore(1, _state(parallel.make_mesh(), seed=4), None), state)
     reopened.close()
+
+
+def test_the_model_is_an_item_of_its_own_and_restores_alone(tmp_path):
+    """Evaluation restores `params` and `rest` only: no optimizer state, no iterator, no step needed in the target."""
+    mesh = parallel.make_mesh()
+    state = _state(mesh, seed=5)
+    with checkpoint.Checkpointer(tmp_path, every_steps=1, max_to_keep=1) as ckpt:
+        ckpt.save(2, state, _iterator(), force=True)
+    assert {"model", "train", "data"} <= {p.name for p in (tmp_path / "2").iterdir()}
+    like = _state(mesh, seed=9)
+    with checkpoint.Checkpointer(tmp_path, every_steps=1, max_to_keep=1) as ckpt:
+        model = ckpt.restore_model(2, {"params": like["params"], "rest": like["rest"]})
+    _assert_trees_identical(model, {"params": state["params"], "rest": state["rest"]})
+
+
+def test_checkpoints_of_the_single_item_layout_still_restore(tmp_path):
+    """Checkpoints written before the separate items (the whole state as one `state` item) resume and evaluate."""
+    import orbax.checkpoint as ocp
+
+    mesh = parallel.make_mesh()
+    state = _state(mesh, seed=5)
+    old = ocp.CheckpointManager(tmp_path, options=ocp.CheckpointManagerOptions(create=True))
+    old.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+    old.wait_until_finished()
+    old.close()
+    like = _state(mesh, seed=9)
+    with checkpoint.Checkpointer(tmp_path, every_steps=1, max_to_keep=2) as ckpt:
+        _assert_trees_identical(ckpt.restore(3, like, None), state)
+        model = ckpt.restore_model(3, {"params": like["params"], "rest": like["rest"]})
+        _assert_trees_identical(model, {"params": state["params"], "rest": state["rest"]})
+        ckpt.save(4, state, None, force=True)  # the next save is in the new layout
+    assert (tmp_path / "4" / "model").is_dir() and not (tmp_path / "4" / "state").exists()
+
+
+def test_a_state_without_the_model_keys_is_refused(tmp_path):
+    with checkpoint.Checkpointer(tmp_path, every_steps=1, max_to_keep=1) as ckpt:
+        with pytest.raises(KeyError, match="params"):
+            ckpt.save(1, {"step": jnp.zeros((), jnp.int32)}, None, force=True)

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from texrnet_jax import convert, evaluate, preprocessing
+from texrnet_jax import constants, convert, evaluate, preprocessing
 from texrnet_jax.models import build_model
-from texrnet_jax.models.layers import resize_bilinear
+from texrnet_jax.resample import resize_bilinear
 
 ORIG = (97, 131)
 # The averaged maps within the spec's "safe for any correct float32 port" tolerance. Per scale the maps differ
 # more (observed up to 1.7e-3): PyTorch computes the align_corners source coordinate `i * (in-1)/(out-1)` in
-# float32, `layers.interp_matrix` in float64, and the network amplifies that input difference; it largely
+# float32, `resample.interp_matrix` in float64, and the network amplifies that input difference; it largely
 # averages out over the scales (observed 2.9e-4 on the averages).
 AVG_ATOL = 1e-3
 SCALE_ATOL = 3e-3
@@ -72,7 +72,7 @@ def test_multiscale_sizes(case):
     ]  # fmt: skip
     # Any image: sides 32k+1, area about m^2 (the floors lose less than 32 px a side), aspect kept.
     for h, w in [(5, 7), (1, 1), (3000, 4000), (513, 97), (1000, 1001)]:
-        for s, (th, tw) in zip(evaluate.REFERENCE_SCALES, evaluate.multiscale_sizes(h, w), strict=True):
+        for s, (th, tw) in zip(constants.REFERENCE_SCALES, evaluate.multiscale_sizes(h, w), strict=True):
             m = int(512 * s) + 1
             assert th % 32 == 1 and tw % 32 == 1
             assert (th + 32) * (tw + 32) > m * m >= (th - 1) * (tw - 1)

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from configs import base
-from texrnet_jax import convert, train
+from texrnet_jax import convert, weights
 from texrnet_jax.models import build_model
 
 
@@ -24,17 +24,17 @@ def test_glyph_loss_is_on_for_textseg_and_icdar13_only(dataset):
         given = base.experiment(dataset, "hrnet_w48", "glyph_classifier=/ckpt/glyph")
         assert given.loss.glyph_classifier == "/ckpt/glyph"
     else:
-        assert train.load_glyph_classifier(tiny.loss, 0) is None
+        assert weights.load_glyph_classifier(tiny.loss, 0) is None
 
 
 def test_missing_classifier_is_one_clear_error(tmp_path):
     config = importlib.import_module("configs.textseg_hrnet").get_config()
     with pytest.raises(ValueError, match=r"config.loss.glyph=0.1 needs config.loss.glyph_classifier: .*--model="
                                          r"glyph_classifier"):
-        train.load_glyph_classifier(config.loss, 0)
+        weights.load_glyph_classifier(config.loss, 0)
     config.loss.glyph_classifier = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="config.loss.glyph_classifier=.*nowhere is not a converted"):
-        train.load_glyph_classifier(config.loss, 0)
+        weights.load_glyph_classifier(config.loss, 0)
 
 
 def test_converted_classifier_gives_the_same_logits(tmp_path):
@@ -49,7 +49,7 @@ def test_converted_classifier_gives_the_same_logits(tmp_path):
     out = convert.main(["--model=glyph_classifier", "--arch=glyph_tiny", f"--input={tmp_path / 'textcls.npz'}",
                         f"--output={tmp_path / 'glyph'}"])
     loss_cfg = ml_collections.ConfigDict(dict(glyph=0.1, glyph_classifier=str(out), glyph_arch="glyph_resnet50"))
-    graphdef, state = train.load_glyph_classifier(loss_cfg, 0)
+    graphdef, state = weights.load_glyph_classifier(loss_cfg, 0)
     crops = np.random.default_rng(0).uniform(size=(3, 32, 32, 1)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(nnx.merge(graphdef, state)(crops)), np.asarray(model(crops)))
     with pytest.raises(SystemExit):  # argparse: a classifier has no ImageNet backbone-only form

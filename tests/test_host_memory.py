@@ -1,4 +1,4 @@
-"""texrnet_jax.host_memory: XLA:CPU's per-call buffers reuse freed memory instead of page-faulting it in again.
+"""texrnet_jax.xla_cpu.host_memory: XLA:CPU's per-call buffers reuse freed memory instead of page-faulting it in again.
 
 Each case runs a fresh interpreter: the glibc options must be set before JAX starts its threads.
 """
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ve
 _SCRIPT = """
 import json, resource, sys
 sys.path.insert(0, {root!r})
-from texrnet_jax import host_memory
+from texrnet_jax.xla_cpu import host_memory
 kept = host_memory.keep_freed_host_memory()
 import jax, jax.numpy as jnp
 conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -77,7 +77,7 @@ def test_user_malloc_settings_win():
 
 
 def test_requested_only_by_an_explicit_yes(monkeypatch):
-    from texrnet_jax import host_memory
+    from texrnet_jax.xla_cpu import host_memory
 
     for value, expected in (("1", True), ("true", True), ("0", False), ("", False)):
         monkeypatch.setenv("TEXRNET_KEEP_HOST_MEMORY", value)
@@ -90,9 +90,6 @@ def test_run_py_and_benchmark_set_it_before_jax_starts():
     # The command line imports the training code (and with it jax) only after the call; the benchmark records it.
     run_py = (REPO_ROOT / "texrnet_jax" / "cli.py").read_text()
     assert run_py.index("keep_freed_host_memory()") < run_py.index("from texrnet_jax import train")
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-    try:
-        import bench_models
-    finally:
-        sys.path.remove(str(REPO_ROOT / "bench"))
+    from bench import bench_models
+
     assert "host_memory_kept" in bench_models.machine_info()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from texrnet_jax import convert, train
+from texrnet_jax import convert, weights
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,8 @@ def _config(converted, backbone="hrnet_w18"):
 
 def test_initialize_from_copies_every_converted_array(converted, parity_dir):
     config = _config(converted)
-    _, _, params, rest = train.create_model(config)
-    params, rest = train.initialize_from(config, params, rest)
+    _, _, params, rest = weights.create_model(config)
+    params, rest = weights.initialize_from(config, params, rest)
     flat = {".".join(map(str, p)): np.asarray(v[...]) for p, v in nnx.to_flat_state(params)}
     flat.update({".".join(map(str, p)): np.asarray(v[...]) for p, v in nnx.to_flat_state(rest)})
     ref = np.load(parity_dir / "texrnet_hrnet_small.npz")
@@ -40,9 +40,9 @@ def test_initialize_from_copies_every_converted_array(converted, parity_dir):
 
 def test_initialize_from_rejects_another_backbone(converted):
     config = _config(converted, backbone="hrnet_tiny")
-    _, _, params, rest = train.create_model(config)
+    _, _, params, rest = weights.create_model(config)
     with pytest.raises(ValueError, match="backbone"):
-        train.initialize_from(config, params, rest)
+        weights.initialize_from(config, params, rest)
 
 
 def test_predict_with_converted_weights_and_a_paper_config(converted, tmp_path, capsys):

@@ -113,14 +113,14 @@ def test_a_killed_run_resumes_without_rewriting_finished_images(folder):
 
 
 def test_label_mode_with_a_model_writes_pngs_and_quality_json(folder):
-    from texrnet_jax import train
+    from texrnet_jax import weights
 
     config = bfnet_synth.get_config("tiny")
     with config.unlocked():
         config.label.format, config.label.annotations = "boxes_json", str(folder / "boxes.json")
         config.label.images, config.label.truth = str(folder / "images"), str(folder / "truth")
         config.label.output = str(folder / "out")
-    _, eval_def, params, rest = train.create_model(config)  # untrained: the flow, not the quality, is checked
+    _, eval_def, params, rest = weights.create_model(config)  # untrained: the flow, not the quality, is checked
     report = label_flow.label_from_config(config, str(folder / "work"), model=(eval_def, (params, rest)), quiet=True)
     assert report.written == 2 and report.skipped["annotation problems"] == 1
     for name in ("a", "b"):

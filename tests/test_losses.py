@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from texrnet_jax import losses
+from texrnet_jax import losses, resample
 
 IGN = 999
 FIXTURES = ("texrnet_hrnet_small.npz", "texrnet_deeplab_small.npz")
@@ -31,7 +31,7 @@ def fixture(request, parity_dir):
 
 
 def test_fixture_label_small_and_trimap_exact(fixture):
-    label_small = losses.resize_labels_nearest(fixture["loss/label"], fixture["loss/label_small"].shape[1:])
+    label_small = resample.resize_labels_nearest(fixture["loss/label"], fixture["loss/label_small"].shape[1:])
     assert isinstance(label_small, np.ndarray)
     np.testing.assert_array_equal(label_small, fixture["loss/label_small"])
     trimap = np.asarray(losses.trimap_labels(label_small, IGN))
@@ -80,24 +80,24 @@ def test_fixture_non_class_label_acts_as_ignore(fixture):
     ],
 )
 def test_nearest_indices_small(in_size, out_size, expected):
-    np.testing.assert_array_equal(losses.nearest_indices(in_size, out_size), expected)
+    np.testing.assert_array_equal(resample.nearest_indices(in_size, out_size), expected)
 
 
 def test_nearest_indices_exact_stride_and_range():
-    np.testing.assert_array_equal(losses.nearest_indices(513, 129), np.arange(129) * 4)
+    np.testing.assert_array_equal(resample.nearest_indices(513, 129), np.arange(129) * 4)
     for in_size, out_size in [(256, 64), (320, 80), (1025, 257), (100, 37), (37, 100)]:
-        idx = losses.nearest_indices(in_size, out_size)
+        idx = resample.nearest_indices(in_size, out_size)
         assert idx[0] == 0 and idx[-1] == in_size - 1 and np.all(np.diff(idx) >= 0)
     with pytest.raises(ValueError):
-        losses.nearest_indices(4, 0)
+        resample.nearest_indices(4, 0)
 
 
 def test_resize_labels_jax_matches_numpy():
     labels = np.random.default_rng(0).integers(0, 3, size=(2, 33, 45))
-    expected = labels[:, losses.nearest_indices(33, 9)][:, :, losses.nearest_indices(45, 12)]
-    got = jax.jit(lambda x: losses.resize_labels_nearest(x, (9, 12)))(jnp.asarray(labels))
+    expected = labels[:, resample.nearest_indices(33, 9)][:, :, resample.nearest_indices(45, 12)]
+    got = jax.jit(lambda x: resample.resize_labels_nearest(x, (9, 12)))(jnp.asarray(labels))
     np.testing.assert_array_equal(np.asarray(got), expected)
-    np.testing.assert_array_equal(losses.resize_labels_nearest(labels[0], (9, 12)), expected[0])
+    np.testing.assert_array_equal(resample.resize_labels_nearest(labels[0], (9, 12)), expected[0])
 
 
 def test_trimap_tiny_label():

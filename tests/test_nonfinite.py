@@ -46,7 +46,8 @@ def test_non_finite_training_stops_at_the_last_good_checkpoint(tmp_path, tiny_sy
     saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert saved and saved[-1] == good, saved
     for step in saved:  # every checkpoint restores, with finite floats only
-        tree = ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")
+        step_dir = workdir / "checkpoints" / str(step)
+        tree = [ocp.StandardCheckpointer().restore(step_dir / item) for item in ("model", "train")]
         floats = [np.asarray(x) for x in jax.tree.leaves(tree) if np.issubdtype(np.asarray(x).dtype, np.floating)]
         assert floats and all(np.isfinite(x).all() for x in floats), step
     logged = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines() if x]

@@ -18,7 +18,7 @@ from PIL import Image
 
 from configs import synth_quick
 from tests.conftest import REPO_ROOT
-from texrnet_jax import checkpoint, optim, parallel, predict, train
+from texrnet_jax import checkpoint, optim, parallel, predict, weights
 
 # Displayed (EXIF-applied) size of most test images; sharing it keeps the number of compilations low.
 H, W = 40, 52
@@ -39,7 +39,7 @@ def workdir(tmp_path_factory) -> pathlib.Path:
     """A workdir holding a step-3 checkpoint of the tiny model, saved as `train_and_evaluate` saves it."""
     path = tmp_path_factory.mktemp("run")
     config = _config()
-    _, _, params, rest = train.create_model(config)
+    _, _, params, rest = weights.create_model(config)
     tx, _ = optim.build_optimizer(config.optim, params)
     mesh = parallel.make_mesh(config.train.num_devices)
     state = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.asarray(3, jnp.int32)}
@@ -181,7 +181,7 @@ def test_predict_errors(tmp_path, workdir):
 def test_predict_image_api(workdir):
     """The library call gives the same mask as the files written by the CLI path, as {0, 1}."""
     config = _config()
-    eval_def, variables, step = train.load_for_inference(config, workdir)
+    eval_def, variables, step = weights.load_for_inference(config, workdir)
     assert step == 3
     from texrnet_jax import evaluate
 

@@ -1,6 +1,6 @@
 """Tests for texrnet_jax.preprocessing: normalisation, the windowed resizes and the reference augmentation.
 
-The windowed resizes are checked against the project's full-image resizes (`layers.resize_bilinear` with
+The windowed resizes are checked against the project's full-image resizes (`resample.resize_bilinear` with
 align_corners=True, `losses.resize_labels_nearest`) followed by a crop. The augmentation is checked for image/mask
 alignment, the inclusive short-side range, the int() long-side rule and the padding path.
 """
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from texrnet_jax import preprocessing
-from texrnet_jax.losses import resize_labels_nearest
-from texrnet_jax.models.layers import resize_bilinear
+from texrnet_jax.resample import resize_labels_nearest
+from texrnet_jax.resample import resize_bilinear
 
 IGNORE = 255
 

@@ -30,7 +30,8 @@ def _env() -> dict:
 
 
 def _final_state(workdir) -> list[np.ndarray]:
-    tree = ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(STEPS) / "state")
+    saved = workdir / "checkpoints" / str(STEPS)
+    tree = [ocp.StandardCheckpointer().restore(saved / item) for item in ("model", "train")]
     import jax
 
     return [np.asarray(x) for x in jax.tree.leaves(tree)]

@@ -81,13 +81,13 @@ def test_workdir_check_is_safe_when_processes_share_the_workdir(tmp_path):
     """Every process of a multi-process run checks the same workdir at the same moment; none may see another's probe."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from texrnet_jax import train
+    from texrnet_jax.workdir import check_workdir
 
     workdir = tmp_path / "shared"
 
     def check(_):
         for _ in range(200):
-            train.check_workdir(str(workdir))
+            check_workdir(str(workdir))
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(check, range(8)))  # re-raises the first error

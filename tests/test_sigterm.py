@@ -57,7 +57,7 @@ def test_sigterm_saves_stops_and_resumes(tmp_path, tiny_synth_dir):
     assert step >= 1 and _steps(workdir) == list(range(1, step + 1))
     # Exactly that step, completely written (Orbax renames a step directory only when the save has finished).
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == [str(step)]
-    assert (workdir / "checkpoints" / str(step) / "state").is_dir()
+    assert all((workdir / "checkpoints" / str(step) / item).is_dir() for item in ("model", "train", "data"))
     assert not (workdir / "eval").exists(), "a stopped run does not evaluate"
 
     again = subprocess.run(_cmd(workdir, tiny_synth_dir, step + 2), cwd=REPO_ROOT, env=env, capture_output=True,

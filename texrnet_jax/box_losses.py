@@ -30,7 +30,7 @@ not in every row of the visible part, so a cut along x drops the row profile and
 Its pixels are still not background and still count for the pairwise term.
 
 Resolution: as in `losses.texrnet_losses`, everything is computed at logit resolution (stride 4) and the logits
-are never upsampled. Logit cell `j` stands for crop pixel `losses.nearest_indices(H, h)[j]`, the pixel the
+are never upsampled. Logit cell `j` stands for crop pixel `resample.nearest_indices(H, h)[j]`, the pixel the
 reference's nearest rule takes a label from; a cell is inside box `[y1, y2) x [x1, x2)` (crop pixels, inclusive-
 exclusive, float) when that pixel's centre is, i.e. `y1 <= r + 0.5 < y2`, so the rasterised boxes agree with
 downsampled masks.
@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from texrnet_jax.losses import nearest_indices
+from texrnet_jax.resample import nearest_indices
 
 DICE_EPS = 1e-5  # BoxInst's dice_coefficient eps
 

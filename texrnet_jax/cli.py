@@ -84,14 +84,14 @@ def main(argv):
         # Warnings and errors only by default (Orbax and TFDS log every save and read at INFO); --verbosity=0
         # restores INFO. (A flag default set before app.run does not survive absl's own logging setup.)
         logging.set_verbosity(logging.WARNING)
-    from texrnet_jax import host_memory
+    from texrnet_jax.xla_cpu import host_memory
 
     if host_memory.requested():  # TEXRNET_KEEP_HOST_MEMORY=1; before JAX starts its threads (see the module)
         host_memory.keep_freed_host_memory()
-    from texrnet_jax import train
+    from texrnet_jax.workdir import check_workdir
 
     try:
-        train.check_workdir(_WORKDIR.value)
+        check_workdir(_WORKDIR.value)
     except ValueError as e:
         _fail(str(e))
     import jax
@@ -104,9 +104,13 @@ def main(argv):
     config = _CONFIG.value
     try:
         if _MODE.value == "train":
+            from texrnet_jax import train
+
             _summary(train.train_and_evaluate(config, _WORKDIR.value))
         elif _MODE.value == "eval":
-            _summary(train.evaluate_only(config, _WORKDIR.value))
+            from texrnet_jax import evaluate
+
+            _summary(evaluate.evaluate_checkpoint(config, _WORKDIR.value))
         elif _MODE.value == "label":
             from texrnet_jax.weak_labels import label_flow
 

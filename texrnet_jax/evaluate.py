@@ -24,12 +24,12 @@ from flax import nnx
 from PIL import Image
 
 from texrnet_jax import input_pipeline, metrics, parallel, preprocessing
-from texrnet_jax.models.layers import resize_bilinear
+from texrnet_jax.constants import EVAL_BASE_SIZE, IMAGENET_MEAN, IMAGENET_STD, REFERENCE_SCALES
+from texrnet_jax.resample import resize_bilinear
+from texrnet_jax.workdir import check_workdir
 
-REFERENCE_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5)
 
-
-def multiscale_sizes(h: int, w: int, scales: Sequence[float] = REFERENCE_SCALES, base_size: int = 512
+def multiscale_sizes(h: int, w: int, scales: Sequence[float] = REFERENCE_SCALES, base_size: int = EVAL_BASE_SIZE
                      ) -> list[tuple[int, int]]:
     """Network input sizes: area about `(int(base_size * s) + 1)^2`, aspect kept, both sides 32k+1.
 
@@ -101,7 +101,7 @@ def _multiscale(model_fn: Callable[[Any], Mapping[str, Any]], images: jax.Array,
 
 
 def multiscale_probs(model_fn: Callable[[Any], Mapping[str, Any]], image: np.ndarray,
-                     scales: Sequence[float] = REFERENCE_SCALES, flip: bool = False, base_size: int = 512
+                     scales: Sequence[float] = REFERENCE_SCALES, flip: bool = False, base_size: int = EVAL_BASE_SIZE
                      ) -> dict[str, np.ndarray]:
     """The reference protocol on one uint8 `[H, W, 3]` image with any batch model callable.
 
@@ -143,8 +143,8 @@ class Predictor:
         out = _multiscale(lambda t: self._forward(self.state, t), x, self.scales, self.flip, self.base_size)
         return {k: np.asarray(v)[:b] for k, v in out.items()}
 
-    def labels(self, images: np.ndarray, mean: Sequence[float] = preprocessing.IMAGENET_MEAN,
-               std: Sequence[float] = preprocessing.IMAGENET_STD) -> np.ndarray:
+    def labels(self, images: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
+               std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
         """uint8 RGB `[B, H, W, 3]` -> `[B, H, W]` uint8 labels, the argmax of `predrfn` (else `predsem`).
 
         Normalisation, the multi-scale average and the argmax run on the devices, so the host ships uint8 in and
@@ -270,3 +270,50 @@ def evaluate_split(data_cfg: Mapping[str, Any], eval_cfg: Mapping[str, Any], pre
     if main:
         (out_dir / f"{split}_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def run_evaluation(config, eval_def: nnx.GraphDef, variables: tuple[Any, Any], workdir: pathlib.Path,
+                   step: int | None) -> dict[str, Any]:
+    """Evaluates `config.data.eval_split` (and `config.eval.check_set`, if set) and prints the headline metrics.
+
+    Returns:
+        The metrics of `config.data.eval_split`; with a check set, its metrics are under the key `check`.
+    """
+    if config.data.get("sampler", "images") == "box_crops":  # a BF-Net: what counts is the labels it makes
+        from texrnet_jax.weak_labels import label_flow
+
+        return label_flow.evaluate_bfnet(config, (eval_def, variables), workdir)
+    predictor = Predictor(eval_def, variables, config.eval)
+    result = _evaluate_and_print(config.data, config.eval, predictor, workdir / "eval", step,
+                                 config.data.eval_split)
+    check = config.eval.get("check_set", "")
+    if check:
+        data_cfg = config.data.copy_and_resolve_references()
+        eval_cfg = config.eval.copy_and_resolve_references()
+        with data_cfg.unlocked(), eval_cfg.unlocked():
+            data_cfg.name, data_cfg.auto_prepare = check, True
+            if config.eval.check_base_size >= 0:
+                eval_cfg.base_size = config.eval.check_base_size
+        predictor = Predictor(eval_def, variables, eval_cfg)
+        result["check"] = _evaluate_and_print(data_cfg, eval_cfg, predictor, workdir / "eval" / check.replace("/", "_"),
+                                              step, config.eval.check_split, label=check)
+    return result
+
+
+def _evaluate_and_print(data_cfg, eval_cfg, predictor, out_dir: pathlib.Path, step: int | None, split: str,
+                        label: str = "") -> dict[str, Any]:
+    result = evaluate_split(data_cfg, eval_cfg, predictor, out_dir, split, step)
+    if parallel.is_main_process():
+        print(f"eval {label + ' ' if label else ''}{split} ({result['num_images']} images, step {step}): "
+              f"fgIoU={result['fgiou']:.4f} F={result['fscore']:.4f} P={result['precision']:.4f} "
+              f"R={result['recall']:.4f} -> {out_dir / (split + '_metrics.json')}", flush=True)
+    return result
+
+
+def evaluate_checkpoint(config, workdir: str) -> dict[str, Any]:
+    """`--mode=eval`: restores the workdir's latest checkpoint (or `config.init_from`) and evaluates."""
+    workdir = check_workdir(workdir)
+    from texrnet_jax import weights
+
+    eval_def, variables, step = weights.load_for_inference(config, workdir)
+    return run_evaluation(config, eval_def, variables, workdir, step)

@@ -14,59 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Class id of "anything that is not a digit or a latin letter" in the glyph classifier's 37 classes.
-GLYPH_OTHER_CLASS = 36
-GLYPH_NUM_CLASSES = 37
+from texrnet_jax.constants import GLYPH_NUM_CLASSES, GLYPH_OTHER_CLASS
+from texrnet_jax.resample import resize_labels_nearest
 
 ArrayLike = jax.Array | np.ndarray
-
-
-def nearest_indices(in_size: int, out_size: int) -> np.ndarray:
-    """Source indices of the reference nearest resize (align_corners=True grid) along one axis.
-
-    The positions are `p = linspace(0, in_size - 1, out_size)` in float64. The reference nudges them by
-    one float64 epsilon (relative) before `rint`: up for the first `out_size // 2` outputs and down for
-    the rest, so exact .5 positions round towards the centre instead of to the even neighbour.
-
-    Args:
-        in_size: input length (>= 1).
-        out_size: output length (>= 1). `out_size == 1` samples index 0.
-
-    Returns:
-        [out_size] int64 indices into the input axis.
-    """
-    in_size, out_size = int(in_size), int(out_size)
-    if in_size < 1 or out_size < 1:
-        raise ValueError(f"sizes must be >= 1, got in_size={in_size}, out_size={out_size}")
-    p = np.linspace(0.0, in_size - 1, num=out_size, dtype=np.float64)
-    eps = np.finfo(np.float64).eps
-    half = out_size // 2
-    # `p + eps * p` is how the reference writes it; it rounds identically to `p * (1 + eps)`.
-    nudged = np.concatenate([p[:half] + eps * p[:half], p[half:] - eps * p[half:]])
-    return np.rint(nudged).astype(np.int64)
-
-
-def resize_labels_nearest(labels: ArrayLike, out_hw: Sequence[int]) -> ArrayLike:
-    """Resizes integer label maps with the reference nearest rule (`nearest_indices` per axis).
-
-    Works on numpy arrays (returns numpy, for the host input pipeline) and on jax arrays, also under
-    jit (the indices are computed from the static shapes at trace time).
-
-    Args:
-        labels: [..., H, W] integer labels, typically [N, H, W].
-        out_hw: (h, w) output size.
-
-    Returns:
-        [..., h, w] labels of the input dtype and array type.
-    """
-    in_h, in_w = labels.shape[-2:]
-    out_h, out_w = int(out_hw[0]), int(out_hw[1])
-    xp = np if isinstance(labels, np.ndarray) else jnp
-    if in_h != out_h:
-        labels = xp.take(labels, nearest_indices(in_h, out_h), axis=-2)
-    if in_w != out_w:
-        labels = xp.take(labels, nearest_indices(in_w, out_w), axis=-1)
-    return labels
 
 
 def cross_entropy_ignore(logits: jax.Array, labels: jax.Array, ignore_label: int) -> tuple[jax.Array, jax.Array]:

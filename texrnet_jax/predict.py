@@ -3,7 +3,7 @@
     python run.py --mode=predict --config=configs/synth_quick.py --workdir=/tmp/texrnet_synth \\
         --config.predict.input='photos/*.jpg' --config.predict.output=/tmp/masks
 
-The model comes from the workdir's latest checkpoint, else `config.init_from` (`train.load_for_inference`).
+The model comes from the workdir's latest checkpoint, else `config.init_from` (`weights.load_for_inference`).
 Every image goes through the evaluation protocol of `config.eval` (`evaluate.Predictor`: area-based 32k+1
 scales, averaged softmax, optional flip) and the argmax of the refined map (semantic without a refinement
 head) is the mask. Outputs per image, in `config.predict.output` (default `<workdir>/predict`):
@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from texrnet_jax import evaluate, preprocessing
+from texrnet_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Text pixels in the overlay: blended half-and-half with this colour.
@@ -162,8 +163,8 @@ def predict_image(
     predictor: evaluate.Predictor,
     image: Image.Image | np.ndarray,
     eval_cfg: Mapping[str, Any],
-    mean: Sequence[float] = preprocessing.IMAGENET_MEAN,
-    std: Sequence[float] = preprocessing.IMAGENET_STD,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> np.ndarray:
     """The text mask of one image: the multi-scale protocol of `eval_cfg`, argmax of the averaged softmax.
 
@@ -216,8 +217,8 @@ def predict_files(
     files: Sequence[pathlib.Path],
     out_dir: str | pathlib.Path,
     eval_cfg: Mapping[str, Any],
-    mean: Sequence[float] = preprocessing.IMAGENET_MEAN,
-    std: Sequence[float] = preprocessing.IMAGENET_STD,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
     progress: bool = True,
 ) -> PredictReport:
     """Writes `<name>_mask.png` and `<name>_overlay.png` for each file; failures go to stderr and the report.
@@ -257,7 +258,7 @@ def predict_from_config(config, workdir: str) -> int:
         ValueError: `config.predict.input` is empty or the output folder is the input folder.
         FileNotFoundError: nothing matches the input, or there is no checkpoint and no `config.init_from`.
     """
-    from texrnet_jax import train
+    from texrnet_jax import weights
 
     spec = config.predict.input
     if not spec:
@@ -267,7 +268,7 @@ def predict_from_config(config, workdir: str) -> int:
         # Otherwise a second run would read the first run's masks and overlays as inputs.
         raise ValueError(f"config.predict.output must differ from the input folder {spec}")
     files = find_inputs(spec)  # before loading the model: a wrong pattern fails in a second
-    eval_def, variables, step = train.load_for_inference(config, workdir)
+    eval_def, variables, step = weights.load_for_inference(config, workdir)
     predictor = evaluate.Predictor(eval_def, variables, config.eval)
     report = predict_files(predictor, files, out_dir, config.eval, config.data.mean, config.data.std)
     source = f"checkpoint step {step}" if step is not None else config.init_from

@@ -5,7 +5,7 @@ The training augmentation is the reference's (section 4.2), identical for every 
 1. normalise with the ImageNet mean/std;
 2. random one-side scale: the short side becomes a random integer in `[lo, hi]` (inclusive), the long side
    `int(new_short / old_short * old_long)`; bilinear with align_corners=True for the image, the reference's
-   nearest rule (`losses.nearest_indices`) for the mask;
+   nearest rule (`resample.nearest_indices`) for the mask;
 3. a random square crop (padding with 0 / ignore when the scaled image is smaller, which the reference
    sizes never trigger).
 
@@ -32,11 +32,8 @@ from collections.abc import Sequence
 import grain
 import numpy as np
 
-from texrnet_jax.losses import GLYPH_OTHER_CLASS, nearest_indices
-from texrnet_jax.models.layers import linear_taps
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from texrnet_jax.constants import GLYPH_OTHER_CLASS, IMAGENET_MEAN, IMAGENET_STD
+from texrnet_jax.resample import linear_taps, nearest_indices
 
 
 def normalize(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD

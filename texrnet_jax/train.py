@@ -1,4 +1,4 @@
-"""Training and evaluation entry points: a pure jitted step over a device mesh, Orbax resume, logging.
+"""The training flow: a pure jitted step over a device mesh, Orbax resume, logging, evaluation at the end.
 
 The train state is a plain pytree `{'params', 'rest', 'opt_state', 'step'}`: `params` and `rest` (BatchNorm
 statistics and any RNG state) are the `nnx.split` of the model; the model is merged inside the step. The
@@ -8,9 +8,7 @@ step is compiled once with donated state, replicated state and a batch split ove
 from __future__ import annotations
 
 import contextlib
-import pathlib
 import signal
-import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,53 +20,10 @@ import optax
 from absl import logging
 from flax import nnx
 
-from texrnet_jax import box_losses, checkpoint, evaluate, input_pipeline, losses, optim, parallel, preprocessing
+from texrnet_jax import (box_losses, checkpoint, evaluate, input_pipeline, losses, optim, parallel, preprocessing,
+                         weights)
 from texrnet_jax.metric_writer import MetricWriter
-from texrnet_jax.models import build_model
-
-
-def create_model(config) -> tuple[nnx.GraphDef, nnx.GraphDef, Any, Any]:
-    """Builds the model; returns (train graphdef, eval graphdef, params, rest)."""
-    model = build_model(config.model, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
-    model.train()
-    train_def, params, rest = nnx.split(model, nnx.Param, ...)
-    model.eval()
-    eval_def, _, _ = nnx.split(model, nnx.Param, ...)
-    return train_def, eval_def, params, rest
-
-
-def load_glyph_classifier(loss_cfg, seed: int) -> tuple[nnx.GraphDef, Any] | None:
-    """The frozen classifier of the glyph loss as `(eval graphdef, params and batch stats)`; None if it is off.
-
-    `config.loss.glyph_classifier` is a `python -m texrnet_jax.convert --model=glyph_classifier` directory (the
-    reference's resnet50_textcls.pth), or `random` for an untrained `config.loss.glyph_arch` (smoke runs only).
-    """
-    if not loss_cfg.glyph:
-        return None
-    path = loss_cfg.glyph_classifier
-    if not path:
-        raise ValueError(f"config.loss.glyph={loss_cfg.glyph} needs config.loss.glyph_classifier: convert the "
-                         "reference classifier with python -m texrnet_jax.convert --model=glyph_classifier "
-                         "--arch=glyph_resnet50 --input=resnet50_textcls.pth --output=DIR and pass DIR, or set "
-                         "--config.loss.glyph=0")
-    if path == "random":
-        model_cfg = {"name": "glyph_classifier", "backbone": loss_cfg.glyph_arch}
-        model = build_model(model_cfg, rngs=nnx.Rngs(seed))
-        model.eval()
-        graphdef, state = nnx.split(model, (nnx.Param, nnx.BatchStat))
-        return graphdef, state
-    from texrnet_jax import convert
-
-    if not (pathlib.Path(path) / "model.json").is_file():
-        raise FileNotFoundError(f"config.loss.glyph_classifier={path} is not a converted classifier (no model.json)")
-    model_cfg, state = convert.load_converted(path)
-    if model_cfg.get("name") != "glyph_classifier":
-        raise ValueError(f"config.loss.glyph_classifier={path} holds a {model_cfg.get('name')!r} model, not "
-                         "a glyph_classifier")
-    model = nnx.eval_shape(lambda: build_model(model_cfg, rngs=nnx.Rngs(0)))
-    model.eval()
-    graphdef, _ = nnx.split(model, (nnx.Param, nnx.BatchStat))
-    return graphdef, state
+from texrnet_jax.workdir import check_workdir
 
 
 def init_state(params: Any, rest: Any, tx: optax.GradientTransformation) -> dict[str, Any]:
@@ -145,19 +100,6 @@ def _glyph_terms(glyph_def, glyph_state, logit_sem, batch) -> dict[str, jax.Arra
         classifier, prob_text, batch["char_boxes"].reshape(n * k, 4), jnp.repeat(jnp.arange(n), k),
         batch["char_labels"].reshape(n * k), batch["char_valid"].reshape(n * k), input_hw=batch["image"].shape[1:3])
     return {"losscls": loss, "glyph_boxes": num_boxes.astype(jnp.float32)}
-
-
-def check_workdir(workdir: str) -> pathlib.Path:
-    """Creates the workdir and proves it is writable, failing with one line before any compute."""
-    path = pathlib.Path(workdir).expanduser().absolute()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        # A uniquely named probe: every process of a multi-process run checks the same directory at once.
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test."):
-            pass
-    except OSError as e:
-        raise ValueError(f"--workdir={workdir} is not writable: {e.strerror or e}") from None
-    return path
 
 
 class _StopRequest:
@@ -260,7 +202,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     writer = MetricWriter(workdir, enabled=parallel.is_main_process())
     writer.write_config(config.to_json_best_effort(indent=2))
 
-    train_def, eval_def, params, rest = create_model(config)
+    train_def, eval_def, params, rest = weights.create_model(config)
     tx, schedule = optim.build_optimizer(config.optim, params)
     state = init_state(params, rest, tx)
     state_sharding = parallel.state_shardings(state, mesh, config.train.fsdp)
@@ -271,7 +213,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
               f"{parallel.per_device_nbytes((state['params'], state['opt_state'])) / 2**20:.2f} MiB per device",
               flush=True)
 
-    glyph = load_glyph_classifier(config.loss, config.seed)
+    glyph = weights.load_glyph_classifier(config.loss, config.seed)
     boxes_only = config.loss.get("box_supervision", False)
     train_iter = input_pipeline.train_iterator(config.data, local_batch, seed=config.seed,
                                                max_char_boxes=config.data.max_char_boxes if glyph else 0,
@@ -284,7 +226,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         writer.truncate_after(latest)
         print(f"Resuming from checkpoint at step {latest} in {workdir / 'checkpoints'}", flush=True)
     elif config.init_from:
-        params, rest = initialize_from(config, state["params"], state["rest"])
+        params, rest = weights.initialize_from(config, state["params"], state["rest"])
         state = jax.device_put({**state, "params": params, "rest": rest}, state_sharding)
         print(f"Initialised from {config.init_from}", flush=True)
     start = int(jax.device_get(state["step"]))
@@ -352,116 +294,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 writer.close()
                 return {}
     writer.flush()
-    result = run_evaluation(config, eval_def, (state["params"], state["rest"]), workdir, step)
+    result = evaluate.run_evaluation(config, eval_def, (state["params"], state["rest"]), workdir, step)
     # Tensorboard only: metrics.jsonl keeps exactly one line per logged training step.
     scalars = {f"eval/{k}": v for k, v in result.items() if k in ("fgiou", "fscore", "miou")}
     scalars.update({f"eval_check/{k}": v for k, v in result.get("check", {}).items() if k in ("fgiou", "fscore")})
     writer.write_scalars(step, scalars, jsonl=False)
     writer.close()
     return result
-
-
-def run_evaluation(config, eval_def: nnx.GraphDef, variables: tuple[Any, Any], workdir: pathlib.Path,
-                   step: int | None) -> dict[str, Any]:
-    """Evaluates `config.data.eval_split` (and `config.eval.check_set`, if set) and prints the headline metrics.
-
-    Returns:
-        The metrics of `config.data.eval_split`; with a check set, its metrics are under the key `check`.
-    """
-    if config.data.get("sampler", "images") == "box_crops":  # a BF-Net: what counts is the labels it makes
-        from texrnet_jax.weak_labels import label_flow
-
-        return label_flow.evaluate_bfnet(config, (eval_def, variables), workdir)
-    predictor = evaluate.Predictor(eval_def, variables, config.eval)
-    result = _evaluate_and_print(config.data, config.eval, predictor, workdir / "eval", step,
-                                 config.data.eval_split)
-    check = config.eval.get("check_set", "")
-    if check:
-        data_cfg = config.data.copy_and_resolve_references()
-        eval_cfg = config.eval.copy_and_resolve_references()
-        with data_cfg.unlocked(), eval_cfg.unlocked():
-            data_cfg.name, data_cfg.auto_prepare = check, True
-            if config.eval.check_base_size >= 0:
-                eval_cfg.base_size = config.eval.check_base_size
-        predictor = evaluate.Predictor(eval_def, variables, eval_cfg)
-        result["check"] = _evaluate_and_print(data_cfg, eval_cfg, predictor, workdir / "eval" / check.replace("/", "_"),
-                                              step, config.eval.check_split, label=check)
-    return result
-
-
-def _evaluate_and_print(data_cfg, eval_cfg, predictor, out_dir: pathlib.Path, step: int | None, split: str,
-                        label: str = "") -> dict[str, Any]:
-    result = evaluate.evaluate_split(data_cfg, eval_cfg, predictor, out_dir, split, step)
-    if parallel.is_main_process():
-        print(f"eval {label + ' ' if label else ''}{split} ({result['num_images']} images, step {step}): "
-              f"fgIoU={result['fgiou']:.4f} F={result['fscore']:.4f} P={result['precision']:.4f} "
-              f"R={result['recall']:.4f} -> {out_dir / (split + '_metrics.json')}", flush=True)
-    return result
-
-
-def initialize_from(config, params: Any, rest: Any) -> tuple[Any, Any]:
-    """Copies the weights of a `python -m texrnet_jax.convert` directory (`config.init_from`) into the model state.
-
-    The converted model must be the one `config.model` describes (same name and backbone). Every converted array
-    must land on a model variable of the same shape; variables the file lacks (e.g. RNG state) keep their values.
-    """
-    from texrnet_jax import convert
-
-    model_cfg, converted = convert.load_converted(config.init_from)
-    for key in ("name", "backbone"):
-        if model_cfg.get(key) != config.model[key]:
-            raise ValueError(f"config.init_from={config.init_from} holds model {key} {model_cfg.get(key)!r} but "
-                             f"config.model.{key} is {config.model[key]!r}")
-    source = {path: leaf for path, leaf in nnx.to_flat_state(converted)}
-    used, problems = set(), []
-
-    def fill(tree):
-        flat = []
-        for path, var in nnx.to_flat_state(tree):
-            if path in source:
-                value = np.asarray(source[path][...])
-                if value.shape != var.shape:
-                    problems.append(f"{'/'.join(map(str, path))}: file {value.shape} vs model {var.shape}")
-                else:
-                    var = var.replace(jnp.asarray(value, var.dtype))
-                used.add(path)
-            flat.append((path, var))
-        return nnx.from_flat_state(flat)
-
-    params, rest = fill(params), fill(rest)
-    problems += [f"{'/'.join(map(str, p))}: not in the model" for p in source if p not in used]
-    if problems:
-        raise ValueError(f"config.init_from={config.init_from} does not fit config.model: " + "; ".join(problems))
-    return params, rest
-
-
-def load_for_inference(config, workdir: str | pathlib.Path) -> tuple[nnx.GraphDef, tuple[Any, Any], int | None]:
-    """The eval-mode model of `config`: the workdir's latest checkpoint, else `config.init_from`.
-
-    Returns:
-        `(eval_graphdef, (params, rest), step)`; `step` is None for weights from `config.init_from`.
-
-    Raises:
-        FileNotFoundError: neither a checkpoint in `<workdir>/checkpoints` nor `config.init_from`.
-    """
-    workdir = pathlib.Path(workdir)
-    with checkpoint.Checkpointer(workdir / "checkpoints", config.ckpt.every_steps, config.ckpt.max_to_keep) as ckpt:
-        latest = ckpt.latest_step()
-        if latest is None and not config.init_from:  # before building anything
-            raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} and config.init_from is empty")
-        _, eval_def, params, rest = create_model(config)
-        if latest is None:
-            params, rest = initialize_from(config, params, rest)
-            return eval_def, (params, rest), None
-        mesh = parallel.make_mesh(config.train.num_devices)
-        tx, _ = optim.build_optimizer(config.optim, params)
-        like = init_state(params, rest, tx)
-        restored = ckpt.restore(latest, jax.device_put(like, parallel.replicated(mesh)), None)
-        return eval_def, (restored["params"], restored["rest"]), latest
-
-
-def evaluate_only(config, workdir: str) -> dict[str, Any]:
-    """`--mode=eval`: restores the workdir's latest checkpoint (or `config.init_from`) and evaluates."""
-    workdir = check_workdir(workdir)
-    eval_def, variables, step = load_for_inference(config, workdir)
-    return run_evaluation(config, eval_def, variables, workdir, step)

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from texrnet_jax.models.layers import BatchNorm, Conv2d, ConvBN, resize_bilinear
+from texrnet_jax.resample import resize_bilinear
+from texrnet_jax.models.layers import BatchNorm, Conv2d, ConvBN
 from texrnet_jax.models.resnet import RESNET_PRESETS, ResNet, ResNetSpec
 
 ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}

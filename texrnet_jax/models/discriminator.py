@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from texrnet_jax.constants import GLYPH_NUM_CLASSES
 from texrnet_jax.models.resnet import ResNet, ResNetSpec
 
-GLYPH_CLASSES = 37
 # The reference classifier: torchvision ResNet-50 block counts and widths, 1-channel stem.
 GLYPH_RESNET50 = ResNetSpec(blocks=(3, 4, 6, 3), in_channels=1)
 # `config.loss.glyph_arch` presets. `glyph_tiny` (one narrow block per layer) is for smoke runs and tests only:
@@ -33,7 +33,7 @@ class ClsHead(nnx.Module):
     """`cls_head` of the reference: only the `fc` Linear (kernel `[in, out]`, PyTorch weight transposed)."""
 
     def __init__(self, in_features: int, num_classes: int, *, rngs: nnx.Rngs):
-        # Full float32 matmul precision, like every conv of the port (no TF32 on GPUs).
+        # Full float32 matmul precision (no TF32), like every conv of the port.
         self.fc = nnx.Linear(in_features, num_classes, precision=jax.lax.Precision.HIGHEST, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -49,7 +49,7 @@ class GlyphClassifier(ResNet):
     """
 
     def __init__(self, spec: ResNetSpec = GLYPH_RESNET50, *,
-                 num_classes: int = GLYPH_CLASSES, dtype=jnp.float32, rngs: nnx.Rngs):
+                 num_classes: int = GLYPH_NUM_CLASSES, dtype=jnp.float32, rngs: nnx.Rngs):
         super().__init__(spec, output_stride=32, dtype=dtype, rngs=rngs)
         self.cls_head = ClsHead(spec.out_channels, num_classes, rngs=rngs)
 

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from texrnet_jax.models import layers
-from texrnet_jax.models.layers import BasicBlock, BatchNorm, Bottleneck, Conv2d, ConvBN, resize_bilinear, run_sequence
+from texrnet_jax.resample import resize_bilinear
+from texrnet_jax.models.layers import BasicBlock, BatchNorm, Bottleneck, Conv2d, ConvBN, run_sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +49,7 @@ HRNET_PRESETS = {
     "hrnet_w18": HRNetSpec(widths=(18, 36, 72, 144)),
     "hrnet_w32": HRNetSpec(widths=(32, 64, 128, 256)),
     "hrnet_w48": HRNetSpec(widths=(48, 96, 192, 384)),
-    # Used for tests and the CPU quickstart; the structure (4 branches, fusions, transitions) is intact.
+    # Used for tests and the quickstart; the structure (4 branches, fusions, transitions) is intact.
     "hrnet_tiny": HRNetSpec(widths=(8, 16, 32, 64), num_modules=(1, 1, 1), num_blocks=1, stem_channels=16,
                             layer1_planes=16, layer1_blocks=1),
     "hrnet_small": HRNetSpec(widths=(16, 32, 64, 128), num_modules=(1, 1, 1), num_blocks=2, stem_channels=32,

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from texrnet_jax.models.layers import BatchNorm, Conv2d, resize_bilinear
+from texrnet_jax.resample import resize_bilinear
+from texrnet_jax.models.layers import BatchNorm, Conv2d
 
 _EPS = 1e-12
 

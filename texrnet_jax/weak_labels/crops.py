@@ -17,6 +17,7 @@ import grain
 import numpy as np
 
 from texrnet_jax import preprocessing
+from texrnet_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from texrnet_jax.weak_labels import geometry
 
 
@@ -41,8 +42,8 @@ class BoxCropAugment(grain.transforms.RandomMap):
     """Decoded example with `word_boxes` -> `{'image': [S, S, 3] float32 normalised, 'mask': [S, S] int32}`."""
 
     def __init__(self, crop_size: int, margin: float, jitter: float, text_free_fraction: float,
-                 tile_aspect: float = 0.0, mean: Sequence[float] = preprocessing.IMAGENET_MEAN,
-                 std: Sequence[float] = preprocessing.IMAGENET_STD,
+                 tile_aspect: float = 0.0, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD,
                  photometric: bool = False, ignore_label: int = 255, decode: dict[str, int] | None = None,
                  backend: str = "opencv"):
         self.crop_size, self.margin, self.jitter = int(crop_size), float(margin), float(jitter)

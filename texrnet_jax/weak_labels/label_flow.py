@@ -331,9 +331,9 @@ def label_from_config(config, workdir: str, model: tuple[Any, Any] | None = None
     for p in problems:
         log(p)
     if model is None:
-        from texrnet_jax import train
+        from texrnet_jax import weights
 
-        eval_def, variables, _ = train.load_for_inference(config, workdir)
+        eval_def, variables, _ = weights.load_for_inference(config, workdir)
     else:
         eval_def, variables = model
     crop_model = CropModel(eval_def, variables, config)

@@ -1,4 +1,4 @@
-"""Checks the from-spec PyTorch port `bench/torch_texrnet.py` against the reference parity fixtures.
+"""Checks the from-spec PyTorch port `bench/torch_twin/torch_texrnet.py` against the reference parity fixtures.
 
 For each fixture (`texrnet_hrnet_small.npz` -> `hrnet_w18`, `texrnet_deeplab_small.npz` -> `deeplab_r50`):
 
@@ -23,7 +23,7 @@ Prints max |diff| per array and exits 1 if any exceeds its tolerance. Tolerances
   away from float64. This port's float32 gradients are about as close to the reference as float64 is, or closer.
   `conv_ref.conv1.bias` is ~0 in exact arithmetic (a training-mode BN follows it): absolute 1e-6.
 
-Usage: /work/torchvenv/bin/python bench/check_torch_parity.py [--fixtures_dir=/work/shared/parity]
+Usage: /work/torchvenv/bin/python bench/torch_twin/check_torch_parity.py [--fixtures_dir=/work/shared/parity]
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import torch_texrnet as T  # noqa: E402
+import torch_texrnet as T  # the script's own folder is on sys.path
 
 FIXTURES = {"hrnet_w18": "texrnet_hrnet_small.npz", "deeplab_r50": "texrnet_deeplab_small.npz"}
 DEFAULT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "parity")

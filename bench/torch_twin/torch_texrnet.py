@@ -1,8 +1,8 @@
 """A PyTorch port of the reference TexRNet models, used only to time the reference beside the JAX models.
 
 Written from the project's specification (`texrnet_reference.md` sections 2-4, 7 and 9), not from the original
-SHI-Labs code, and checked against the reference parity fixtures by `bench/check_torch_parity.py` (eval outputs,
-features, logits, training losses, gradients and BatchNorm running statistics). It needs only torch, numpy and
+SHI-Labs code, and checked against the reference parity fixtures by `bench/torch_twin/check_torch_parity.py` (eval
+outputs, features, logits, training losses, gradients and BatchNorm running statistics). It needs only torch, numpy and
 the standard library, and runs in its own virtual environment: the project's environment stays torch-free.
 
 What it reproduces:
@@ -26,7 +26,7 @@ What it reproduces:
 
 Run as a script it times one case, e.g. (set the thread count to the machine's cores, as section 9 does)::
 
-    /work/torchvenv/bin/python bench/torch_texrnet.py --arch=hrnet_w48 --mode=train --size=512 --threads=2
+    /work/torchvenv/bin/python bench/torch_twin/torch_texrnet.py --arch=hrnet_w48 --mode=train --size=512 --threads=2
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """Keep freed host memory in the process, so XLA:CPU's per-call buffers stop page-faulting.
 
-On the CPU backend every call of a compiled function allocates its temporary buffer afresh (2.4 GiB for the
-HRNet-W48 training step at 512x512) and frees it on return. glibc serves such blocks with ``mmap`` and hands
-them back with ``munmap``: threads other than the main one allocate from secondary arenas, which ``mmap`` any
-block above 64 MiB whatever ``M_MMAP_MAX`` says, and the main arena trims a large free top of its heap. The
-next call then touches every page anew: about 650,000 page faults and 1.5-1.8 s of kernel time per W48 step on
-the 2-core benchmark machine (docs/cpu_kernels.md).
+On the CPU backend every call of a compiled function allocates its temporary buffer afresh (gigabytes for a large
+model's training step) and frees it on return. glibc serves such blocks with ``mmap`` and hands them back with
+``munmap``: threads other than the main one allocate from secondary arenas, which ``mmap`` any block above 64 MiB
+whatever ``M_MMAP_MAX`` says, and the main arena trims a large free top of its heap. The next call then touches
+every page anew, which costs a large share of a step in kernel time (docs/cpu_kernels.md has the figures).
 
 :func:`keep_freed_host_memory` sets three glibc options with ``mallopt``: one arena for all threads
 (``M_ARENA_MAX``), no ``mmap`` for large blocks (``M_MMAP_MAX``) and no trimming (``M_TRIM_THRESHOLD``), so a
@@ -14,10 +13,8 @@ XLA's accelerator allocators do anyway. It must run before JAX's backend starts 
 arena it got at its first allocation.
 
 It is not always a gain (probably because one arena makes threads that allocate a lot beside XLA contend for
-its lock). The quickstart job (a tiny model, small buffers, the input pipeline in the training process) ran its
-first 300 steps in 121-152 s with it against 114-120 s without. ``bench/bench_models.py`` calls it first thing;
-``run.py`` calls it when ``TEXRNET_KEEP_HOST_MEMORY=1`` (:func:`requested`), which is the setting for large models
-trained on CPUs.
+its lock): the small quickstart job runs slower with it. ``bench/bench_models.py`` calls it first thing; ``run.py``
+calls it when ``TEXRNET_KEEP_HOST_MEMORY=1`` (:func:`requested`), the setting for large models trained on CPUs.
 
 It does nothing, and returns False, off glibc, when ``TEXRNET_KEEP_HOST_MEMORY=0``, or when the environment
 already sets glibc's malloc options (``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_`` or
