@@ -1,7 +1,7 @@
 """Evaluation exactly as the reference (`texrnet_reference.md` section 5): multi-scale, averaged softmax, argmax.
 
 * `multiscale_sizes`: the area-based 32k+1 input sizes of each scale.
-* `multiscale_apply`: traced multi-scale inference of a batch of equal-size images (one XLA program per size).
+* `multiscale_apply`: the multi-scale protocol on a batch of equal-size images, traced or eager.
 * `multiscale_probs`, `Predictor`: the same protocol around any model callable, compiling the network once per
   network input size (shared across image sizes) rather than once per image size.
 * `evaluate_split`: every image of a split, dataset-level fgIoU / F-score (`metrics.SegMetrics`), the metrics
@@ -45,13 +45,18 @@ def multiscale_sizes(h: int, w: int, scales: Sequence[float] = REFERENCE_SCALES,
     return sizes
 
 
-def multiscale_apply(apply_fn: Callable[[jax.Array], Mapping[str, jax.Array]], images: jax.Array,
-                     scales: Sequence[float], base_size: int, flip: bool = False) -> dict[str, jax.Array]:
-    """Averaged multi-scale probabilities of `images` `[B, H, W, 3]` (normalised), traceable.
+def multiscale_apply(apply_fn: Callable[[jax.Array], Mapping[str, Any]], images: jax.Array, scales: Sequence[float],
+                     base_size: int, flip: bool = False, *, resize: Callable[[jax.Array, tuple[int, int]], jax.Array]
+                     = resize_bilinear) -> dict[str, jax.Array]:
+    """Averaged multi-scale probabilities of `images` `[B, H, W, 3]` (normalised): the reference protocol.
 
     Each scale resizes the input (bilinear, align_corners=True), runs `apply_fn`, and resizes its stride-4
     softmax maps back to `(H, W)`; the maps are summed and divided by their count. With `flip`, every scale
     also runs on the mirrored image (the reference evaluates without flip).
+
+    Traced whole (inside `jax.jit`), it is one program per image size. `Predictor` and `multiscale_probs` call it
+    eagerly instead, with a jitted `apply_fn` and `resize`: the network then compiles once per network input size
+    (sizes are quantised to 32k+1, so images of many sizes share them) and each resize once per size pair.
 
     Returns:
         `predsem` and `predrfn` (when the model has a refinement head), each `[B, H, W, K]` float32.
@@ -60,13 +65,13 @@ def multiscale_apply(apply_fn: Callable[[jax.Array], Mapping[str, jax.Array]], i
     acc: dict[str, jax.Array] = {}
     passes = 0
     for size in multiscale_sizes(h, w, scales, base_size):
-        x = resize_bilinear(images, size, align_corners=True)
+        x = resize(images, size)
         for mirrored in (False, True) if flip else (False,):
             out = apply_fn(x[:, :, ::-1] if mirrored else x)
             for key in ("predsem", "predrfn"):
                 if key in out:
-                    p = out[key][:, :, ::-1] if mirrored else out[key]
-                    p = resize_bilinear(p.astype(jnp.float32), (h, w), align_corners=True)
+                    p = jnp.asarray(out[key], jnp.float32)
+                    p = resize(p[:, :, ::-1] if mirrored else p, (h, w))
                     acc[key] = p if key not in acc else acc[key] + p
             passes += 1
     return {k: v / passes for k, v in acc.items()}
@@ -79,25 +84,8 @@ def _resize(x: jax.Array, size: tuple[int, int]) -> jax.Array:
 
 def _multiscale(model_fn: Callable[[Any], Mapping[str, Any]], images: jax.Array, scales: Sequence[float],
                 flip: bool, base_size: int) -> dict[str, jax.Array]:
-    """The protocol of `multiscale_apply` with one compiled program per step instead of one per image size.
-
-    The network compiles once per input size (sizes are quantised to 32k+1, so images of many sizes share them)
-    and each resize once per (input, output) size pair.
-    """
-    h, w = images.shape[1:3]
-    acc: dict[str, jax.Array] = {}
-    passes = 0
-    for size in multiscale_sizes(h, w, scales, base_size):
-        x = _resize(images, size)
-        for mirrored in (False, True) if flip else (False,):
-            out = model_fn(x[:, :, ::-1] if mirrored else x)
-            for key in ("predsem", "predrfn"):
-                if key in out:
-                    p = jnp.asarray(out[key], jnp.float32)
-                    p = _resize(p[:, :, ::-1] if mirrored else p, (h, w))
-                    acc[key] = p if key not in acc else acc[key] + p
-            passes += 1
-    return {k: v / passes for k, v in acc.items()}
+    # The eager form: one program per network input size and per resize, shared across image sizes.
+    return multiscale_apply(model_fn, images, scales, base_size, flip, resize=_resize)
 
 
 def multiscale_probs(model_fn: Callable[[Any], Mapping[str, Any]], image: np.ndarray,
