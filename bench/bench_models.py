@@ -27,7 +27,7 @@ record; `TEXRNET_KEEP_HOST_MEMORY=0` measures without), so that XLA:CPU's per-ca
 on every call. `run.py` does the same only with `TEXRNET_KEEP_HOST_MEMORY=1`.
 
 Side by side with PyTorch (`--torch_python`): before each JAX case the same case runs in a subprocess under the
-given interpreter with `bench/torch_twin/torch_texrnet.py`, a from-spec PyTorch port of the reference models checked
+given interpreter with `bench/torch_twin/torch_texrnet.py`, an independent PyTorch port of the reference models checked
 against the parity fixtures by `bench/torch_twin/check_torch_parity.py` (float32, PyTorch's defaults,
 `torch.set_num_threads` = `--torch_threads`, on CUDA when that interpreter's torch has it). The record gains
 `torch_median_s`, `torch_times_s`, `torch_device` and `ratio_to_torch` (JAX median / PyTorch median, same machine,
@@ -66,7 +66,7 @@ from texrnet_jax import optim, train
 from texrnet_jax.xla_cpu import host_memory
 from texrnet_jax.models import build_model
 
-# Reference PyTorch 2.13 CPU medians on a 2-core machine of this project's kind (texrnet_reference.md s. 9),
+# Reference PyTorch 2.13 CPU medians (2-core x86-64 Xeon, 2 threads, random weights, median of 3 after a warm-up),
 # keyed by (backbone, mode, batch) at 512 x 512.
 REFERENCE_S = {
     ("hrnet_w48", "eval", 1): 1.21,
@@ -76,7 +76,7 @@ REFERENCE_S = {
     ("deeplab_r101", "train", 2): 7.0,
 }
 REFERENCE_SIZE = 512
-# Per-GPU training batch of the reference (texrnet_reference.md s. 2.8), by backbone family.
+# Per-GPU training batch of the reference, by backbone family.
 REFERENCE_BATCH = {"hrnet": 5, "deeplab": 8}
 NAMED_CASES = {"eval_512": ("eval", 512, 1), "train_512": ("train", 512, 1), "train_513": ("train", 513, None)}
 MODEL_GROUPS = {"full": "hrnet_w48,deeplab_r101", "tiny": "hrnet_tiny,deeplab_tiny"}
@@ -325,8 +325,9 @@ def format_table(records: list[dict[str, Any]]) -> str:
             f"{fmt(r.get('ratio_to_torch'), '6.2f'):>6s}")
     m = records[0]["machine"] if records else machine_info()
     lines.append(f"machine: {m['platform']} / {m['device_kind']} x{m['device_count']}, {m['cpu_count']} CPUs, "
-                 f"jax {m['jax']}; /spec = median / the reference PyTorch CPU median in texrnet_reference.md s. 9 "
-                 f"(its machine); torch s, /torch = the PyTorch port on this machine in this run (--torch_python)")
+                 f"jax {m['jax']}; /spec = median / the reference PyTorch CPU median "
+                 f"(REFERENCE_S, its 2-core machine); torch s, /torch = the PyTorch port on this machine in "
+                 f"this run (--torch_python)")
     return "\n".join(lines)
 
 

@@ -1,8 +1,8 @@
 """Shared config sections and the `:tiny` / `key=value` argument parser used by every experiment config.
 
-Section vocabulary (house style rule 3): `data`, `model`, `loss`, `optim`, `train`, `eval`, `ckpt`,
-`predict`. Durations are in steps. Defaults are the reference TexRNet hyperparameters
-(`texrnet_reference.md` section 4); experiment files override what differs.
+Section vocabulary (the same names in every config): `data`, `model`, `loss`, `optim`, `train`, `eval`, `ckpt`,
+`predict`. Durations are in steps. Defaults are the reference TexRNet training hyperparameters (SGD, LR
+schedule, 20,500 steps, batch); experiment files override what differs.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def label_config() -> ml_collections.ConfigDict:
     ))
 
 
-# Per-dataset settings of the paper's experiments (reference sections 2.9 and 4.3): TFDS name, splits, and
+# Per-dataset settings of the paper's experiments (the reference's train/eval splits): TFDS name, splits, and
 # whether the glyph loss is on (textseg and icdar13 only; they are the sets with character boxes).
 DATASETS = {
     "textseg": dict(name="textseg", train_split="train+val", eval_split="test", glyph=True),

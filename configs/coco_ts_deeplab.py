@@ -1,6 +1,6 @@
 """TexRNet + DeepLabV3+ (ResNet-101, output stride 16) on coco_ts.
 
-Reference hyperparameters (texrnet_reference.md section 4); one cell of the paper's results table.
+The reference TexRNet training hyperparameters (set in `configs/base.py`); one cell of the paper's results table.
 
     python -m tfds_builders.build coco_ts --manual_dir=<downloads> --data_dir=~/tensorflow_datasets
     python run.py --config=configs/coco_ts_deeplab.py --workdir=/path/to/run

@@ -1,6 +1,6 @@
 """Tests for texrnet_jax.optim: the reference LR schedule, PyTorch SGD equivalence and regex LR groups.
 
-The expected values are computed independently in float64 numpy from `texrnet_reference.md` section 4.1:
+The expected values are computed independently in float64 numpy from the reference's optimizer settings:
 warm-up `base * i / warmup`, then `base * (1 - j / decay) ** power` with `j = i - warmup`, then the last value;
 PyTorch SGD (momentum 0.9, dampening 0, weight decay on every parameter) is `buf = m * buf + (g + wd * p)`,
 `p -= lr_group * buf` with the momentum buffer starting at `g + wd * p`.

@@ -1,4 +1,4 @@
-"""Evaluation exactly as the reference (`texrnet_reference.md` section 5): multi-scale, averaged softmax, argmax.
+"""Evaluation exactly as the reference (`eval_utils.es`): multi-scale, averaged softmax, argmax.
 
 * `multiscale_sizes`: the area-based 32k+1 input sizes of each scale.
 * `multiscale_apply`: the multi-scale protocol on a batch of equal-size images, traced or eager.

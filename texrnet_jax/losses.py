@@ -1,6 +1,7 @@
 """TexRNet training losses: label resizing, CE with ignore label, trimap CE and the glyph-discriminator loss.
 
-Pure, jit-compatible functions on NHWC logits, following `texrnet_reference.md` sections 2.9 and 3.
+Pure, jit-compatible functions on NHWC logits, following the reference's segmentation losses and its glyph
+classifier loss.
 Losses are computed at logit resolution (stride 4): the integer label is downsampled with the
 reference's nearest rule and the logits are never upsampled. Unlike the reference, a term with no pixel
 to average over is 0 (with a zero gradient) instead of NaN; `texrnet_losses` reports it in its counters.
@@ -51,7 +52,7 @@ def cross_entropy_ignore(logits: jax.Array, labels: jax.Array, ignore_label: int
 def trimap_labels(labels_small: ArrayLike, ignore_label: int, num_classes: int | None = None) -> jax.Array:
     """Keeps only the 4-neighbour label-change band of a label map; everything else becomes ignore.
 
-    Reference rule (spec 3.3): a pixel is a boundary pixel if any 4-neighbour has a different label.
+    Reference rule (its `trimapce` loss): a pixel is a boundary pixel if any 4-neighbour has a different label.
     It is ignored if it or any 4-neighbour equals `ignore_label`, or if it lies on the image border
     (the missing neighbour counts as ignore). Non-boundary pixels are ignored as well.
 
@@ -134,7 +135,7 @@ def texrnet_losses(
 
 
 # ----------------------------------------------------------------------------------------------------
-# Glyph discriminator (spec 2.9 and 3.4).
+# Glyph discriminator (the reference's `--trainwithcls` loss `losscls`, weight 0.1 in the total).
 # ----------------------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ is a class (any label >= 2, such as 255 or 999, is ignored together with the pre
 * `GN[b, c]` = #(label == c)
 * `U[b, c]`  = PN + GN - I
 
-The data-set metrics are then (`texrnet_reference.md` 5.2, `../shared/parity/metrics_cases.md`):
+The data-set metrics are then, as in the reference evaluator (`distributed_evaluator`, session 'rfn'):
 
 * IoU_c = sum_b I[b, c] / sum_b U[b, c], accumulated over the data set (fgIoU is the text IoU);
   a class that never occurs (sum of U is 0) has IoU NaN, and mIoU is the mean of the non-NaN IoUs;

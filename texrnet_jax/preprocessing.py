@@ -1,6 +1,6 @@
 """Pure numpy preprocessing on `{'image', 'mask'}` examples, and the grain transforms that wrap it.
 
-The training augmentation is the reference's (section 4.2), identical for every dataset:
+The training augmentation is the reference's, identical for every dataset:
 
 1. normalise with the ImageNet mean/std;
 2. random one-side scale: the short side becomes a random integer in `[lo, hi]` (inclusive), the long side

@@ -4,7 +4,8 @@ The builders of the real text-segmentation sets (textseg, total_text, coco_ts, m
 isic_wsm) all read a manual directory that may hold the archives as downloaded (`.zip`, `.tar.gz`, `.tgz`,
 `.tar`), folders someone already unpacked, or a mix. `ManualFiles` walks that directory once and presents
 every plain file *and every member of every archive* as an `Entry`, so a builder selects its inputs by file
-name pattern and never depends on a top-level folder name (datasets.md section 1, general rule).
+name pattern and never depends on a top-level folder name (the same archive is unpacked under different
+top folder names by different projects' loaders).
 
 Reading follows the cost model of each container: zip members and plain files are read on demand (random
 access is cheap), tar members are read in one streaming pass per container (`ManualFiles.read_many`), so a

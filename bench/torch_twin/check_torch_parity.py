@@ -1,4 +1,4 @@
-"""Checks the from-spec PyTorch port `bench/torch_twin/torch_texrnet.py` against the reference parity fixtures.
+"""Checks the independent PyTorch port `bench/torch_twin/torch_texrnet.py` against the reference parity fixtures.
 
 For each fixture (`texrnet_hrnet_small.npz` -> `hrnet_w18`, `texrnet_deeplab_small.npz` -> `deeplab_r50`):
 

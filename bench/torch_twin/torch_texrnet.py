@@ -1,9 +1,10 @@
 """A PyTorch port of the reference TexRNet models, used only to time the reference beside the JAX models.
 
-Written from the project's specification (`texrnet_reference.md` sections 2-4, 7 and 9), not from the original
-SHI-Labs code, and checked against the reference parity fixtures by `bench/torch_twin/check_torch_parity.py` (eval
-outputs, features, logits, training losses, gradients and BatchNorm running statistics). It needs only torch, numpy and
-the standard library, and runs in its own virtual environment: the project's environment stays torch-free.
+Written from a description of the reference (models, losses, training, state-dict names, CPU timing setup), not
+from the original SHI-Labs code, and checked against the reference parity fixtures by
+`bench/torch_twin/check_torch_parity.py` (eval outputs, features, logits, training losses, gradients and BatchNorm
+running statistics). It needs only torch, numpy and the standard library, and runs in its own virtual
+environment: the project's environment stays torch-free.
 
 What it reproduces:
 
@@ -14,17 +15,18 @@ What it reproduces:
 * `TexRNet.forward(x)` returns what the reference returns in eval mode: softmax probabilities `predsem`,
   `predrfn` and the attention maps `att_key`, `att`, all at stride 4. The reference has no trimap output; the
   trimap exists only as a loss target. `forward(x, label)` returns the reference's training losses `losssem`,
-  `lossrfn` and `lossrfntri` (section 3): the label is downsampled to stride 4 with the reference's nearest rule,
+  `lossrfn` and `lossrfntri`: the label is downsampled to stride 4 with the reference's nearest rule,
   the ignore label is 999, and the trimap term keeps only the 4-neighbour label-change band.
 * `make_optimizer(model, arch)`: SGD with momentum 0.9 and weight decay 5e-4 on every parameter, with the
   reference LR groups (backbone x1; ASPP, decoder and refinement head x10) at the base LR (the schedule does not
   change a step's cost).
 * `train_step(model, opt, x, label)`: zero_grad -> forward -> `1 * sem + 0.5 * rfn + 0.5 * trimap` -> backward
-  -> step, the step timed in section 9. At batch 1 the DeepLab ASPP image-pooling BN sees one value per channel,
-  which raises in training mode (in the reference too); as in the reference's timing, that one BN then runs in
-  eval mode (`pool_bn_eval`).
+  -> step, the step the reference's CPU timings measure. At batch 1 the DeepLab ASPP image-pooling BN sees one
+  value per channel, which raises in training mode (in the reference too); as in the reference's timing, that one
+  BN then runs in eval mode (`pool_bn_eval`).
 
-Run as a script it times one case, e.g. (set the thread count to the machine's cores, as section 9 does)::
+Run as a script it times one case, e.g. (set the thread count to the machine's cores, as the reference's CPU
+timings do)::
 
     /work/torchvenv/bin/python bench/torch_twin/torch_texrnet.py --arch=hrnet_w48 --mode=train --size=512 --threads=2
 """
@@ -119,7 +121,7 @@ class Bottleneck(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# HRNetV2 (spec 2.2)
+# HRNetV2 (the reference's `HRNet_Base`)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -213,7 +215,7 @@ class HRNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# DeepLabV3+ on a dilated ResNet, output stride 16 (spec 2.3)
+# DeepLabV3+ on a dilated ResNet, output stride 16
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -298,7 +300,7 @@ class DeepLabV3Plus(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Refinement head (spec 2.4) and the full model
+# Refinement head (`semantic_refinement_head`) and the full model
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -416,7 +418,7 @@ def pool_bn(model: TexRNet) -> nn.BatchNorm2d | None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Losses (spec 3)
+# Losses
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -478,7 +480,7 @@ def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Optimizer and training step (spec 4.1, 9)
+# Optimizer and training step
 # ----------------------------------------------------------------------------------------------------------------
 
 BASE_LR = 0.01

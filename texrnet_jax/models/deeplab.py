@@ -1,4 +1,4 @@
-"""DeepLabV3+ on a dilated ResNet (the reference's `DeepLabv3p_Base`, spec section 2.3).
+"""DeepLabV3+ on a dilated ResNet (the reference's `DeepLabv3p_Base`).
 
 * `ASPP`: a 1x1 branch, three 3x3 branches with dilation = padding = rate (6/12/18 at output stride
   16, 12/24/36 at 8), an image-pooling branch (global average pool, 1x1 conv, BN, ReLU, broadcast back),

@@ -1,4 +1,4 @@
-"""The frozen glyph classifier of the discriminator loss (`--trainwithcls`, spec section 2.9).
+"""The frozen glyph classifier of the discriminator loss (the reference's `--trainwithcls`).
 
 A standard (non-dilated, output stride 32) ResNet-50 whose stem takes **1** channel (the text-class
 probability crop), followed by global average pooling and `cls_head.fc`, a Linear 2048 -> 37 (digits 0-9,

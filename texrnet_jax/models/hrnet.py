@@ -2,7 +2,7 @@
 
 Sub-module names and list indices mirror the reference state dict (`conv1`, `layer1.0.downsample.0`,
 `transition1.1.0.0`, `stage2.0.branches.0.0.conv1`, `stage4.0.fuse_layers.3.0.2.0`, `last_layer.0`, ...),
-so `convert.py` maps PyTorch keys by leaf name only. See `texrnet_reference.md` section 2.2.
+so `convert.py` maps PyTorch keys by leaf name only.
 
 Presets: `hrnet_w18`, `hrnet_w32`, `hrnet_w48` (the paper's) and `hrnet_tiny` (tests and quick runs).
 """

@@ -1,4 +1,4 @@
-"""Dilated ResNet backbone of DeepLabV3+ (the reference's `ResNet_Dilated_Base`, spec section 2.3).
+"""Dilated ResNet backbone of DeepLabV3+ (the reference's `ResNet_Dilated_Base`).
 
 Torchvision-style ResNet with Bottleneck "v1.5" blocks (stride and dilation on the 3x3 conv):
 

@@ -1,4 +1,4 @@
-"""TexRNet: a backbone plus the key-feature-pooling / attention refinement head (reference section 2.4).
+"""TexRNet: a backbone plus the key-feature-pooling / attention refinement head of the reference.
 
 The head (`semrfnhead`) computes, at the backbone's stride 4:
 

@@ -15,7 +15,7 @@ folder, without the released label zip of the same set (two labels for one image
 that folder as `--manual_dir`; `instructions` spells it out. The mlt_s and ist_s builders take a label's split
 from the folder names below the manual dir, so the output dir's own name must not contain 'validation' (mlt_s)
 or 'test' (ist_s). No builder reads an index or list file, so `finalize` writes nothing (it checks for clashes).
-The inner folders of the COCO_TS, IST_S and ISIC_WSM zips are not documented (datasets.md section 6); the ones
+The inner folder names of the released COCO_TS, IST_S and ISIC_WSM label zips are not documented; the ones
 above are those of the builders' dummy data and carry the folder-name words the builders match (mlt_s '_labels'
 and 'train'/'validation', ist_s 'train'/'test', isic_wsm 'wsm' or 'label'; coco_ts matches file names only).
 """
