@@ -32,7 +32,7 @@ def _logged(workdir) -> list[dict]:
     return [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines() if x]
 
 
-@pytest.mark.usefixtures("fast_compile_cached")
+@pytest.mark.usefixtures("fast_compile")
 def test_fsdp_matches_replicated_training_through_a_resume(tmp_path, tiny_synth_dir, capsys):
     replicated = train.train_and_evaluate(_config(tiny_synth_dir, STEPS, fsdp=False), str(tmp_path / "dp"))
 

@@ -2,7 +2,6 @@
 train exactly like one process with 4 devices at the same global batch."""
 
 import json
-import os
 import re
 import signal
 import socket
@@ -22,12 +21,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _env(num_devices: int) -> dict:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}")
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    return env
 
 
 def _args(workdir, data_dir) -> list[str]:
@@ -51,9 +44,9 @@ def data_dir(tiny_synth_dir):
     return tiny_synth_dir
 
 
-def test_two_processes_match_one_process(tmp_path, data_dir):
+def test_two_processes_match_one_process(tmp_path, data_dir, subprocess_env):
     single = tmp_path / "single"
-    subprocess.run(_args(single, data_dir), cwd=REPO_ROOT, env=_env(4), check=True, timeout=600,
+    subprocess.run(_args(single, data_dir), cwd=REPO_ROOT, env=subprocess_env(4), check=True, timeout=600,
                    capture_output=True)
 
     multi = tmp_path / "multi"
@@ -61,7 +54,8 @@ def test_two_processes_match_one_process(tmp_path, data_dir):
     procs = [
         subprocess.Popen(_args(multi, data_dir) + ["--jax_distributed", f"--coordinator_address=127.0.0.1:{port}",
                                                    "--num_processes=2", f"--process_id={i}"],
-                         cwd=REPO_ROOT, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         cwd=REPO_ROOT, env=subprocess_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
@@ -74,7 +68,7 @@ def test_two_processes_match_one_process(tmp_path, data_dir):
     assert json.loads((multi / "eval" / "test_metrics.json").read_text())["num_images"] == 4
 
 
-def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir, subprocess_env):
     """Preemption notice on one host only: both processes checkpoint the same step together and exit 0.
 
     Process 0 never gets the signal: it can only stop through JAX's preemption service, which propagates it.
@@ -82,7 +76,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
     workdir, port = tmp_path / "work", _free_port()
     args = [a for a in _args(workdir, data_dir) if not a.startswith("--config.train.num_steps")]
     args += ["--config.train.num_steps=100000", "--config.ckpt.every_steps=100000"]
-    env = dict(_env(2), JAX_DISABLE_MOST_OPTIMIZATIONS="true")
+    env = subprocess_env(2)
     procs = [
         subprocess.Popen(args + ["--jax_distributed", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
                                  f"--process_id={i}"],

@@ -8,7 +8,6 @@ step 3, are NaN: checking losses alone would checkpoint a NaN state at step 3.
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -22,15 +21,13 @@ from tests.conftest import REPO_ROOT
 STEPS = 8
 
 
-def test_non_finite_training_stops_at_the_last_good_checkpoint(tmp_path, tiny_synth_dir):
+def test_non_finite_training_stops_at_the_last_good_checkpoint(tmp_path, tiny_synth_dir, subprocess_env):
     workdir = tmp_path / "work"
     cmd = [sys.executable, "run.py", "--config=configs/synth_quick.py:tiny", f"--workdir={workdir}",
            f"--config.data.data_dir={tiny_synth_dir}", f"--config.train.num_steps={STEPS}",
            "--config.optim.base_lr=1e6", "--config.train.log_every_steps=1", "--config.ckpt.every_steps=1",
            f"--config.ckpt.max_to_keep={STEPS}"]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1",
-               PYTHONPATH=str(REPO_ROOT), JAX_DISABLE_MOST_OPTIMIZATIONS="true")
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=subprocess_env(1), capture_output=True, text=True, timeout=600)
 
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -5,7 +5,6 @@ runs in-process through `predict.predict_from_config` and once through `python r
 """
 
 import io
-import os
 import pathlib
 import subprocess
 import sys
@@ -192,16 +191,14 @@ def test_predict_image_api(workdir):
     np.testing.assert_array_equal(mask, predict.predict_image(predictor, image, config.eval))
 
 
-def test_run_py_predict(tmp_path, workdir):
+def test_run_py_predict(tmp_path, workdir, subprocess_env):
     """The real command line in a fresh process (one CPU device): exit code 1 with a corrupt file, stderr names it."""
     images = tmp_path / "in"
     images.mkdir()
     Image.fromarray(_rng_image((H, W, 3), 8)).save(images / "photo.png")
     (images / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
     out = tmp_path / "out"
-    env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=str(REPO_ROOT)
-    )
+    env = subprocess_env(1)
     cmd = [
         sys.executable,
         "run.py",

@@ -2,7 +2,6 @@
 bitwise-identical parameters, optimizer state and BatchNorm statistics, and the same `metrics.jsonl` losses."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,11 +23,6 @@ def _cmd(workdir, data_dir) -> list[str]:
             "--config.eval.max_images=2"]
 
 
-def _env() -> dict:
-    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1",
-                PYTHONPATH=str(REPO_ROOT))
-
-
 def _final_state(workdir) -> list[np.ndarray]:
     saved = workdir / "checkpoints" / str(STEPS)
     tree = [ocp.StandardCheckpointer().restore(saved / item) for item in ("model", "train")]
@@ -47,12 +41,13 @@ def data_dir(tiny_synth_dir):
     return tiny_synth_dir
 
 
-def test_sigkill_then_resume_is_exact(tmp_path, data_dir):
+def test_sigkill_then_resume_is_exact(tmp_path, data_dir, subprocess_env):
+    env = subprocess_env(1)
     ref = tmp_path / "uninterrupted"
-    subprocess.run(_cmd(ref, data_dir), cwd=REPO_ROOT, env=_env(), check=True, timeout=600, capture_output=True)
+    subprocess.run(_cmd(ref, data_dir), cwd=REPO_ROOT, env=env, check=True, timeout=600, capture_output=True)
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(run, data_dir), cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cmd(run, data_dir), cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     # Kill as soon as a first checkpoint is committed (Orbax renames the step directory when it is complete).
@@ -65,7 +60,7 @@ def test_sigkill_then_resume_is_exact(tmp_path, data_dir):
     if (run / "eval").exists():
         pytest.skip("the run finished before it could be killed (machine too fast for this timing)")
 
-    out = subprocess.run(_cmd(run, data_dir), cwd=REPO_ROOT, env=_env(), check=True, timeout=600,
+    out = subprocess.run(_cmd(run, data_dir), cwd=REPO_ROOT, env=env, check=True, timeout=600,
                          capture_output=True, text=True)
     assert "Resuming from checkpoint at step" in out.stdout
 

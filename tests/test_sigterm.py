@@ -1,11 +1,10 @@
 """SIGTERM (preemption) during training: `run.py` saves a checkpoint at the step it reached, says so, exits 0, and
 the same command run again resumes from that step and finishes.
 
-Runs `run.py` in subprocesses on 1 CPU device, with fast compilation and a compilation cache shared by both runs.
+Runs `run.py` in subprocesses on 1 CPU device, with fast compilation and the session's compilation cache.
 """
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -22,19 +21,12 @@ def _cmd(workdir, data_dir, num_steps: int) -> list[str]:
             "--config.train.log_every_steps=1", "--config.ckpt.every_steps=100000", "--config.eval.max_images=2"]
 
 
-def _env(cache_dir) -> dict:
-    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1",
-                PYTHONPATH=str(REPO_ROOT), JAX_DISABLE_MOST_OPTIMIZATIONS="true",
-                JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
-
-
 def _steps(workdir) -> list[int]:
     return [json.loads(x)["step"] for x in (workdir / "metrics.jsonl").read_text().splitlines() if x]
 
 
-def test_sigterm_saves_stops_and_resumes(tmp_path, tiny_synth_dir):
-    workdir, env = tmp_path / "work", _env(tmp_path / "xla_cache")
+def test_sigterm_saves_stops_and_resumes(tmp_path, tiny_synth_dir, subprocess_env):
+    workdir, env = tmp_path / "work", subprocess_env(1)
     # Far more steps than it could run before the signal: it is still training when SIGTERM arrives.
     proc = subprocess.Popen(_cmd(workdir, tiny_synth_dir, 100000), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)

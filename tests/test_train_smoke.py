@@ -3,10 +3,9 @@
 One 5-step run on `synth_text/tiny` is checked for its outputs (metrics.jsonl, eval metrics and sample PNGs,
 checkpoint); a copy of it is resumed to 7 steps; a 1-device run at the same global batch must log the same losses.
 
-Compilation dominates the cost on CPU. For this module only (restored afterwards): XLA's slow optimisation passes are
-off (`jax_disable_most_optimizations`, as house style rule 20 allows for tests: model init 21 -> 6 s and the
-train step 18 -> 11 s of CPU time on hrnet_tiny), and a persistent compilation cache lets the resumed run reuse the
-programs of the first run (every run jits its own step and eval functions).
+Compilation dominates the cost on CPU. For this module only (restored afterwards) XLA's slow optimisation passes are
+off (`fast_compile`: model init 21 -> 6 s and the train step 18 -> 11 s of CPU time on hrnet_tiny), and the
+session's compilation cache lets later runs reuse the programs of the first (every run jits its own functions).
 """
 
 import importlib
@@ -23,7 +22,7 @@ from texrnet_jax import train
 
 STEPS, EVAL_IMAGES = 5, 4
 # Faster XLA compilation and a persistent compilation cache shared by the module's runs (conftest).
-pytestmark = pytest.mark.usefixtures("fast_compile_cached")
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 @pytest.fixture(scope="module")
