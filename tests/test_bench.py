@@ -137,3 +137,23 @@ def test_bench_aot_names_a_topology_it_cannot_describe():
     assert bench_aot.cores_per_chip([Core([0, 0, 0]), Core([0, 0, 0]), Core([1, 0, 0]), Core([1, 0, 0])]) == 2
     assert bench_aot.cores_per_chip([Core([0, 0, 0]), Core([1, 0, 0])]) == 1
     assert bench_aot.cores_per_chip(jax.devices("cpu")) == 1
+
+
+def test_bench_label_quality_page_boxes_cover_every_text_pixel():
+    """The real page's word boxes (`bench/bench_label_quality.py`) hold every text pixel of its truth, each box
+    inside the photo's frame plus the 2 px margin, and the page keeps its don't-care boxes."""
+    import numpy as np
+
+    from bench import bench_label_quality
+    from texrnet_jax.weak_labels import geometry
+
+    (record, image, truth), = bench_label_quality._page_set(paragraphs=False)
+    h, w = truth.shape
+    covered = np.zeros((h, w), bool)
+    for polygon in record.boxes:
+        covered |= geometry.polygon_mask(polygon, h, w)
+        assert polygon[:, 0].min() >= -2 and polygon[:, 0].max() <= w + 2, polygon
+    assert image.shape[:2] == truth.shape and len(record.ignore) > 0
+    assert 10 <= len(record.boxes) <= 60  # words and phrases, not one blob nor single strokes
+    assert covered[truth == 1].all()
+    assert covered.mean() < 0.8  # boxes, not the whole page
