@@ -1,7 +1,7 @@
 """Label quality of a trained BF-Net on the held-out sets, for several eval scales and thresholds in one run.
 
-    python -m bench.bench_label_quality --workdir=/tmp/bfnet [--scales='1,1.5;1,1.5,2'] [--rules='0.2,0.5;0.25,0.55']
-    python -m bench.bench_label_quality --workdir=/tmp/bfnet --sets=train --max_images=500   # choose settings here
+    python -m bench.bench_label_quality --bfnet_workdir=/tmp/bfnet [--scales='1,1.5;1,1.5,2'] [--rules='0.2,0.5']
+    python -m bench.bench_label_quality --bfnet_workdir=/tmp/bfnet --sets=train --max_images=500  # choose here
 
 The workdir is a finished `configs/bfnet_synth.py` run. The model's probabilities are computed once per set and
 scales (the slow part); each (lo, hi) pair then only recomposes the labels. Sets:
@@ -32,7 +32,7 @@ from texrnet_jax import weights
 from texrnet_jax.weak_labels import compose, geometry, label_flow
 from texrnet_jax.weak_labels.records import Record
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A finished configs/bfnet_synth.py run.", required=True)
+_WORKDIR = flags.DEFINE_string("bfnet_workdir", None, "A finished configs/bfnet_synth.py run.", required=True)
 _SCALES = flags.DEFINE_string("scales", "1,1.5;1,1.5,2", "Eval scale sets, ';'-separated.")
 _RULES = flags.DEFINE_string("rules", "0.2,0.5;0.25,0.5;0.25,0.55", "(lo, hi) threshold pairs, ';'-separated.")
 _SETS = flags.DEFINE_list("sets", "test,test_quads,photo_check,photo_check_quads,page_words,page_paragraphs",
