@@ -95,6 +95,8 @@ def main(argv) -> None:
         examples = _examples(config, name)
         pending = [compose.prepare(image, record.boxes, record.ignore, base_rules) for record, image, _ in examples]
         crops = np.concatenate([p.crops for p in pending])
+        # The baseline does not depend on the scales or thresholds: once per set.
+        whole = [compose.whole_box_labels(truth.shape, record.boxes, record.ignore) for record, _, truth in examples]
         for scales in _pairs(_SCALES.value):
             cfg = config.copy_and_resolve_references()
             with cfg.unlocked():
@@ -106,10 +108,9 @@ def main(argv) -> None:
             for lo, hi in _pairs(_RULES.value):
                 rules = dataclasses.replace(base_rules, lo=lo, hi=hi)
                 quality = label_flow.Quality()
-                for (record, _, truth), p, image_probs in zip(examples, pending, per_image, strict=True):
-                    label = compose.finish(p, image_probs, rules)
-                    quality.update(label, compose.whole_box_labels(label.shape, record.boxes, record.ignore),
-                                   record, truth)
+                for (record, _, truth), p, image_probs, baseline in zip(examples, pending, per_image, whole,
+                                                                          strict=True):
+                    quality.update(compose.finish(p, image_probs, rules), baseline, record, truth)
                 q = quality.result()
                 row = {"set": name, "images": q["num_images"], "crops": len(crops), "scales": scales, "lo": lo,
                        "hi": hi, "seconds": round(seconds, 1)}
