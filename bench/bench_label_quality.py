@@ -1,10 +1,11 @@
 """Label quality of a trained BF-Net on the held-out sets, for several eval scales and thresholds in one run.
 
-    python -m bench.bench_label_quality --bfnet_workdir=/tmp/bfnet [--scales='1,1.5;1,1.5,2'] [--rules='0.2,0.5']
+    python -m bench.bench_label_quality --bfnet_workdir=/tmp/bfnet [--scales='1,1.5;1,1.5,2'] [--rules='0.2,0.5,3']
     python -m bench.bench_label_quality --bfnet_workdir=/tmp/bfnet --sets=train --max_images=500  # choose here
 
 The workdir is a finished `configs/bfnet_synth.py` run. The model's probabilities are computed once per set and
-scales (the slow part); each (lo, hi) pair then only recomposes the labels. Sets:
+scales (the slow part); each rule (lo, hi, colour radius; radius 0 = no colour step, the other colour fields as in
+the config) then only recomposes the labels. Sets:
 
 - `test`, `test_quads`: `synth_text/quick` test split, word boxes grown by 2 px, or the baseline rectangles;
 - `photo_check`, `photo_check_quads`: the held-out photos and fonts of `synth_text/photo_check`;
@@ -34,7 +35,8 @@ from texrnet_jax.weak_labels.records import Record
 
 _WORKDIR = flags.DEFINE_string("bfnet_workdir", None, "A finished configs/bfnet_synth.py run.", required=True)
 _SCALES = flags.DEFINE_string("scales", "1,1.5;1,1.5,2", "Eval scale sets, ';'-separated.")
-_RULES = flags.DEFINE_string("rules", "0.2,0.5;0.25,0.5;0.25,0.55", "(lo, hi) threshold pairs, ';'-separated.")
+_RULES = flags.DEFINE_string("rules", "0.2,0.5,0;0.2,0.5,3;0.25,0.5,0",
+                             "lo,hi[,colour_radius] rules, ';'-separated (radius omitted: the config's).")
 _SETS = flags.DEFINE_list("sets", "test,test_quads,photo_check,photo_check_quads,page_words,page_paragraphs",
                           "Sets to label (module docstring).")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "First images of each TFDS set; 0 = all.")
@@ -105,15 +107,16 @@ def main(argv) -> None:
             probs = label_flow.CropModel(eval_def, variables, cfg)(crops)
             seconds = time.perf_counter() - start
             per_image = np.split(probs, np.cumsum([len(p.crops) for p in pending])[:-1])
-            for lo, hi in _pairs(_RULES.value):
-                rules = dataclasses.replace(base_rules, lo=lo, hi=hi)
+            for lo, hi, *radius in _pairs(_RULES.value):
+                rules = dataclasses.replace(base_rules, lo=lo, hi=hi,
+                                            colour_radius=int(radius[0]) if radius else base_rules.colour_radius)
                 quality = label_flow.Quality()
                 for (record, _, truth), p, image_probs, baseline in zip(examples, pending, per_image, whole,
                                                                           strict=True):
                     quality.update(compose.finish(p, image_probs, rules), baseline, record, truth)
                 q = quality.result()
                 row = {"set": name, "images": q["num_images"], "crops": len(crops), "scales": scales, "lo": lo,
-                       "hi": hi, "seconds": round(seconds, 1)}
+                       "hi": hi, "colour_radius": rules.colour_radius, "seconds": round(seconds, 1)}
                 for key in ("bfnet", "whole_box"):
                     row[key] = {k: round(q[key][k], 4) for k in ("fgiou", "fscore", "box_uncertain_fraction")}
                 print(json.dumps(row), flush=True)

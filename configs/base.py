@@ -196,6 +196,12 @@ def label_config() -> ml_collections.ConfigDict:
         truth="",  # folder of true masks (same stems, 0/1/255 PNG) -> <output>/quality.json
         hi=0.5,  # BF-Net text probability >= hi inside a box -> 1
         lo=0.2,  # <= lo -> 0; between -> 255 (uncertain)
+        # Colour step (texrnet_jax/weak_labels/compose.py): an uncertain pixel whose colour is clearly that of the
+        # confident text, or background, within colour_radius px takes that side. 0 = off (the papers' rule).
+        colour_radius=0,
+        colour_margin=0.2,  # resolved where the colour projects within this of either end of the text/bg segment
+        colour_min_contrast=20.0,  # RGB distance the local text and background colours need
+        colour_min_pixels=12,  # confident pixels each local colour needs
         batch_size=32,  # crops per model call (rounded up to a multiple of the device count)
         # 'tfds' only: 'boxes' (axis-aligned word boxes grown by box_pad px, as COCO-Text annotators draw them) or
         # 'quads' (rectangles along the baseline, ICDAR style).

@@ -63,6 +63,43 @@ def test_quadrilateral_and_boxes_touching_or_leaving_the_border():
     assert label[0, 0] == 1 and label[15, 15] == 0 and label[8, 8] == 1
 
 
+def _colour_case(text=230, back=20):
+    """A bright bar on a dark ground in a 33 px box (crop = image pixels), with three uncertain columns beside it:
+    x=10 nearly the ground colour, x=11 halfway (an anti-aliased edge), x=22 nearly the bar colour."""
+    image = np.full((40, 40, 3), back, np.uint8)
+    image[8:29, 12:22] = text
+    image[8:29, 10] = back + max(1, (text - back) // 25)
+    image[8:29, 11] = (text + back) // 2
+    image[8:29, 22] = text - max(1, (text - back) // 40)
+
+    def oracle(c):  # certain on the two pure colours, 0.5 (uncertain) on every other
+        return np.where(c[..., 0] == text, 0.9, np.where(c[..., 0] == back, 0.1, 0.5)).astype(np.float32)
+
+    return image, oracle
+
+
+def test_colour_step_resolves_only_clear_band_pixels():
+    import dataclasses
+
+    image, oracle = _colour_case()
+    rules = Rules(margin=0.0, size=33, hi=0.7, lo=0.3, tile_aspect=0, colour_radius=3, colour_min_pixels=4)
+    box = [_box(2, 2, 35, 35)]
+    expected = np.zeros((40, 40), np.uint8)
+    expected[8:29, 12:23] = 1  # the bar, and the column that has its colour
+    expected[8:29, 11] = 255  # the halfway column stays uncertain; x=10 joins the ground
+    np.testing.assert_array_equal(labels_from_boxes(image, box, [], oracle, rules), expected)
+    # Off (radius 0), all three columns stay uncertain: the papers' rule.
+    expected[8:29, [10, 11, 22]] = 255
+    off = dataclasses.replace(rules, colour_radius=0)
+    np.testing.assert_array_equal(labels_from_boxes(image, box, [], oracle, off), expected)
+    # Local text and ground colours 17 apart (RGB distance): below colour_min_contrast 20 nothing is resolved,
+    # with 10 the two near columns are.
+    image, oracle = _colour_case(text=30, back=20)
+    np.testing.assert_array_equal(labels_from_boxes(image, box, [], oracle, rules), expected)
+    low = labels_from_boxes(image, box, [], oracle, dataclasses.replace(rules, colour_min_contrast=10.0))
+    assert np.all(low[8:29, 10] == 0) and np.all(low[8:29, 22] == 1) and np.all(low[8:29, 11] == 255)
+
+
 def test_probabilities_follow_the_crop_geometry():
     # An oracle that marks the left half of every crop: inside a centred wide box that is its left half.
     image = np.zeros((20, 40, 3), np.uint8)
@@ -122,6 +159,8 @@ def test_whole_box_baseline():
 def test_rules_reject_bad_thresholds():
     with pytest.raises(ValueError, match="lo <= hi"):
         Rules(hi=0.3, lo=0.6)
+    with pytest.raises(ValueError, match="colour_margin < 0.5"):
+        Rules(colour_radius=3, colour_margin=0.6)
 
 
 def test_box_window_crop_and_paste_round_trip():
