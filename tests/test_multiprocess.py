@@ -63,7 +63,11 @@ def test_two_processes_match_one_process(tmp_path, data_dir, subprocess_env):
 
     expected, got = _losses(single), _losses(multi)
     assert len(expected) == STEPS and len(got) == STEPS
-    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # Step 1 pins the data split and the cross-process reductions; later steps add reduction-order rounding that
+    # training amplifies (1.7e-5 relative at step 3 on synth_text 3.0.0's renders), far below what a wrong gradient
+    # scale or a duplicated shard moves.
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
     # Both processes evaluated their share; process 0 wrote the merged metrics over all 4 images.
     assert json.loads((multi / "eval" / "test_metrics.json").read_text())["num_images"] == 4
 

@@ -142,10 +142,11 @@ def test_one_device_logs_the_same_losses_as_four(first_run, data_dir, tmp_path):
         # Step 1 (same weights, same global batch) pins the data split, the synchronised BatchNorm statistics and the
         # loss mean. Later steps add the gradient mean, and training amplifies reduction-order rounding step by step
         # (relative difference at steps 3 and 5: 1.7e-5 at step 5 in one CI run, 4e-6 and 6.1e-5 on another
-        # machine), so they get 5e-4: a 4x gradient scale moves step 3 by 4-12% (measured).
+        # machine; 8.0e-4 at step 5 on synth_text 3.0.0's renders), so they get 2e-3: a 4x gradient scale moves
+        # step 3 by 4-12% (measured).
         one, four_ = [d[key] for d in one_lines], [d[key] for d in four_lines]
         np.testing.assert_allclose(one[0], four_[0], rtol=1e-5, err_msg=key)
-        np.testing.assert_allclose(one, four_, rtol=5e-4, err_msg=key)
+        np.testing.assert_allclose(one, four_, rtol=2e-3, err_msg=key)
     # Step 1 pins the global-batch gradient. On one device the XLA:CPU forms pick other kernel-gradient programs than
     # on four (texrnet_jax/xla_cpu/conv.py), whose rounding differs: 4.7e-5 of the norm on one machine, < 1e-5 with
     # TEXRNET_XLA_CPU_FORMS=0.

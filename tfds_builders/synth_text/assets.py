@@ -9,6 +9,8 @@ never sees:
   `HOLDOUT_FONTS`: Lato, Source Serif Pro and Fjalla One.
 - `photos('train')`: scikit-image's natural photos without text (astronaut, cat, cameraman, moon, coins, brick,
   grass, gravel, cells, retina, IHC stain, Hubble field) and matplotlib's Grace Hopper portrait and MRI slice.
+  Since 3.0.0 also PyWavelets' `ascent` (stairs and railings: thin structures) and `aero` (an aerial view), and
+  mahotas' portrait in front of a glass facade.
   `photos('holdout')`: scikit-image's coffee cup, rocket and the two motorcycle views (a stereo pair, so both
   are held out) and scikit-learn's two sample photos (a temple, a flower).
   scikit-image's `text.png`, `page.png`, `logo.png` and `clock_motion.png` contain text or digits and are never
@@ -79,14 +81,18 @@ _HOLDOUT_PHOTOS = {
     "skimage": ["coffee.png", "rocket.jpg", "motorcycle_left.png", "motorcycle_right.png"],
     "sklearn": ["china.jpg", "flower.jpg"],
 }
-_PHOTO_DIRS = {"skimage": "data", "sklearn": "datasets/images"}
+_PHOTO_DIRS = {"skimage": "data", "sklearn": "datasets/images", "pywt": "data", "mahotas": "demos/data"}
+# Grey photos stored as arrays: package -> .npz files with one uint8 [H, W] array under the key 'data'.
+_TRAIN_ARRAYS = {"pywt": ["ascent.npz", "aero.npz"]}
+_TRAIN_PHOTOS_3 = {"mahotas": ["luispedro.jpg"]}
 
 
 def package_dir(package: str) -> pathlib.Path:
     """The installed folder of `package`, found without importing it; a clear error when it is missing."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        pip_name = {"skimage": "scikit-image", "sklearn": "scikit-learn"}.get(package, package.replace("_", "-"))
+        pip_names = {"skimage": "scikit-image", "sklearn": "scikit-learn", "pywt": "PyWavelets"}
+        pip_name = pip_names.get(package, package.replace("_", "-"))
         raise FileNotFoundError(f"synth_text needs the pip package {pip_name!r} for its assets (pip install {pip_name})")
     return pathlib.Path(next(iter(spec.submodule_search_locations)))
 
@@ -140,6 +146,12 @@ def photos(pool: str = "train") -> tuple[np.ndarray, ...]:
         mri = np.frombuffer(gzip.decompress((sample / "s1045.ima.gz").read_bytes()), np.uint16).reshape(256, 256)
         mri = (mri.astype(np.float32) * (255.0 / max(1, int(mri.max())))).astype(np.uint8)
         out.append(np.repeat(mri[..., None], 3, axis=-1))
+        for pkg, names in _TRAIN_ARRAYS.items():
+            for name in names:
+                grey = np.load(package_dir(pkg) / _PHOTO_DIRS[pkg] / name)["data"].astype(np.uint8)
+                out.append(np.repeat(grey[..., None], 3, axis=-1))
+        out += [_rgb(package_dir(pkg) / _PHOTO_DIRS[pkg] / name) for pkg, names in _TRAIN_PHOTOS_3.items()
+                for name in names]
     return tuple(out)
 
 

@@ -3,8 +3,9 @@
 Mostly crops of real photos (at random scales, colour-jittered), and procedural textures: flat colours,
 gradients, smooth noise, stripes/checks/dots, foliage-like blobs and height fields through colour ramps;
 sometimes blended, with photo patches, non-text clutter (shapes, stars and logo-like marks, line art, grids,
-barcode-like bars, cartoon faces) and pasted sprites on top (`random_background`). Clutter exists so that
-"high-contrast edge" does not mean "text".
+barcode-like bars, cartoon faces), thin man-made structures seen in perspective (railings, spoked wheels, shelves
+of boxes, fences, wires, pipes) and pasted sprites on top (`random_background`). Clutter exists so that
+"high-contrast edge" does not mean "text", and the structures so that "row of thin parallel strokes" does not.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from tfds_builders.synth_text.assets import height_fields, photos, sprites
 
@@ -225,6 +226,135 @@ def _distractors(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return np.asarray(im, np.float32)
 
 
+def _perspective(src: list[tuple[float, float]], dst: list[tuple[float, float]]) -> tuple[float, ...]:
+    """PIL's PERSPECTIVE coefficients: the map from output points `dst` to input points `src` (4 each)."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(dst, src):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs += [u, v]
+    return tuple(float(c) for c in np.linalg.solve(np.asarray(rows, np.float64), np.asarray(rhs, np.float64)))
+
+
+def _shade(color: np.ndarray, f: float) -> tuple[int, int, int]:
+    return tuple(int(c) for c in np.clip(color * f, 0, 255))
+
+
+def _bar(draw: ImageDraw.ImageDraw, x0: float, y0: float, x1: float, y1: float, color: np.ndarray, lit: float) -> None:
+    """A bar with a lit and a shaded long edge (a cylinder or a square post in side light)."""
+    draw.rectangle([x0, y0, x1, y1], fill=_shade(color, 1.0) + (255,))
+    if x1 - x0 >= 3 and y1 - y0 > x1 - x0:
+        draw.line([x0, y0, x0, y1], fill=_shade(color, lit) + (255,))
+        draw.line([x1, y0, x1, y1], fill=_shade(color, 1 / lit) + (255,))
+    elif y1 - y0 >= 3:
+        draw.line([x0, y0, x1, y0], fill=_shade(color, lit) + (255,))
+        draw.line([x0, y1, x1, y1], fill=_shade(color, 1 / lit) + (255,))
+
+
+def _structure_layer(rng: np.random.Generator, side: int) -> Image.Image:
+    """One man-made structure drawn flat on a transparent `side` x `side` layer."""
+    layer = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    # Half of them in painted colours, half in greys with a tint (metal, concrete, wood in shade).
+    color = rng.uniform(0, 255, 3) if rng.random() < 0.5 else rng.uniform(20, 235) * rng.uniform(0.85, 1.15, 3)
+    lit = float(rng.uniform(1.2, 1.8))
+    kind = int(rng.choice(6, p=[0.25, 0.15, 0.2, 0.15, 0.1, 0.15]))
+    if kind == 0:  # railing: rails and evenly spaced balusters
+        pitch = rng.uniform(0.03, 0.15) * side
+        bw = max(1.0, pitch * rng.uniform(0.15, 0.5))
+        top, bottom = rng.uniform(0.0, 0.35) * side, rng.uniform(0.65, 1.0) * side
+        for x in np.arange(rng.uniform(0, pitch), side, pitch):
+            _bar(draw, x, top, x + bw, bottom, color, lit)
+        rail = max(2.0, rng.uniform(0.01, 0.05) * side)
+        for y in (top, bottom) if rng.random() < 0.6 else (top,):
+            _bar(draw, 0, y - rail, side, y, color * rng.uniform(0.7, 1.3), lit)
+    elif kind == 1:  # spoked wheel: tyre, rim, hub and spokes
+        c, r = side / 2, side * rng.uniform(0.3, 0.48)
+        tyre = r * rng.uniform(0.06, 0.2)
+        ink = _shade(rng.uniform(0, 255, 3), 1.0) + (255,)
+        draw.ellipse([c - r, c - r, c + r, c + r], outline=_shade(color * 0.3, 1.0) + (255,), width=max(1, int(tyre)))
+        rim = r - tyre
+        draw.ellipse([c - rim, c - rim, c + rim, c + rim], outline=_shade(color, 1.0) + (255,),
+                     width=max(1, int(tyre / 2)))
+        n = int(rng.integers(5, 37))
+        turn = rng.uniform(0, math.pi)
+        for k in range(n):
+            t = turn + 2 * math.pi * k / n
+            draw.line([c, c, c + rim * math.cos(t), c + rim * math.sin(t)], fill=ink,
+                      width=int(rng.integers(1, 3)) if n > 12 else max(1, int(r / 10)))
+        hub = r * rng.uniform(0.08, 0.25)
+        draw.ellipse([c - hub, c - hub, c + hub, c + hub], fill=_shade(color, lit) + (255,), outline=ink)
+    elif kind == 2:  # shelves of boxes and bottles (no labels)
+        board = max(2.0, rng.uniform(0.01, 0.04) * side)
+        y = 0.0
+        while y < side:
+            shelf_h = rng.uniform(0.12, 0.35) * side
+            x = rng.uniform(-0.05, 0.05) * side
+            while x < side:
+                bw = rng.uniform(0.02, 0.12) * side
+                bh = shelf_h * rng.uniform(0.5, 0.95)
+                item = rng.uniform(0, 255, 3)
+                _bar(draw, x, y + shelf_h - bh, x + bw, y + shelf_h, item, lit)
+                if rng.random() < 0.4:  # a plain band across it (a label without text)
+                    band = y + shelf_h - bh * rng.uniform(0.3, 0.7)
+                    draw.rectangle([x, band, x + bw, band + bh * 0.15], fill=_shade(rng.uniform(0, 255, 3), 1) + (255,))
+                x += bw + rng.uniform(0, 0.02) * side
+            _bar(draw, 0, y + shelf_h, side, y + shelf_h + board, color, lit)
+            y += shelf_h + board
+    elif kind == 3:  # fence or mesh: two families of parallel bars
+        pitch = rng.uniform(0.04, 0.2) * side
+        lw = max(1, int(pitch * rng.uniform(0.05, 0.3)))
+        a = rng.uniform(0, math.pi)
+        for ang in (a, a + rng.uniform(0.4, math.pi / 2)):
+            dx, dy = math.cos(ang), math.sin(ang)
+            for o in np.arange(-side, side, pitch):
+                cx, cy = side / 2 - dy * o, side / 2 + dx * o
+                draw.line([cx - dx * side, cy - dy * side, cx + dx * side, cy + dy * side],
+                          fill=_shade(color, 1.0) + (255,), width=lw)
+    elif kind == 4:  # wires: a few thin sagging curves side by side
+        n = int(rng.integers(2, 7))
+        sag = rng.uniform(0.02, 0.3) * side
+        gap = rng.uniform(0.01, 0.08) * side
+        xs = np.linspace(0, side, 40)
+        y0 = rng.uniform(0.1, 0.6) * side
+        for k in range(n):
+            ys = y0 + k * gap + sag * (1 - ((xs - side / 2) / (side / 2)) ** 2)
+            draw.line(list(zip(xs.tolist(), ys.tolist())), fill=_shade(color, 1.0) + (255,),
+                      width=int(rng.integers(1, 4)))
+    else:  # pipes and tubes: parallel cylinders shaded across
+        y = rng.uniform(0, 0.3) * side
+        for _ in range(int(rng.integers(1, 5))):
+            d = rng.uniform(0.03, 0.15) * side
+            for i in range(max(1, int(d))):
+                f = 0.5 + 0.9 * math.sin(math.pi * (i + 0.5) / max(1.0, d))
+                draw.line([0, y + i, side, y + i], fill=_shade(color, f) + (255,))
+            y += d + rng.uniform(0, 0.2) * side
+    return layer
+
+
+def _structures(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """A thin man-made structure (`_structure_layer`) seen under a random perspective, over part of the image."""
+    h, w = image.shape[:2]
+    side = int(max(h, w) * rng.uniform(0.5, 1.5))
+    layer = _structure_layer(rng, side)
+    # Where the layer's corners land in the image: a random quadrilateral around a random centre.
+    cx, cy = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h
+    half = side / 2 * rng.uniform(0.4, 1.0)
+    turn = rng.uniform(-math.pi, math.pi) if rng.random() < 0.3 else rng.uniform(-0.3, 0.3)
+    dst = []
+    for k, (ux, uy) in enumerate([(-1, -1), (1, -1), (1, 1), (-1, 1)]):
+        px = ux * half * rng.uniform(0.6, 1.0)
+        py = uy * half * rng.uniform(0.6, 1.0)
+        dst.append((cx + px * math.cos(turn) - py * math.sin(turn), cy + px * math.sin(turn) + py * math.cos(turn)))
+    src = [(0.0, 0.0), (float(side), 0.0), (float(side), float(side)), (0.0, float(side))]
+    warped = layer.transform((w, h), Image.Transform.PERSPECTIVE, _perspective(src, dst), Image.Resampling.BILINEAR)
+    if rng.random() < 0.3:
+        warped = warped.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.4, 1.2))))
+    rgba = np.asarray(warped, np.float32)
+    rgba[..., 3] *= np.float32(rng.uniform(0.7, 1.0))
+    return _paste(image, rgba, 0, 0)
+
+
 def _paste(image: np.ndarray, rgba: np.ndarray, y: int, x: int) -> np.ndarray:
     h, w = image.shape[:2]
     sh, sw = rgba.shape[:2]
@@ -287,6 +417,8 @@ def random_background(rng: np.random.Generator, h: int, w: int, pool: str = "tra
         image = _paste_photo_patch(rng, image, pool)
     if rng.random() < 0.45:
         image = _distractors(rng, image)
+    if rng.random() < 0.3:
+        image = _structures(rng, image)
     if rng.random() < 0.1:
         image = _paste_sprite(rng, image)
     return np.clip(image, 0, 255).astype(np.float32)

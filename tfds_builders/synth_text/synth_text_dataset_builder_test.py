@@ -172,8 +172,32 @@ def test_asset_pools_are_disjoint():
     assert {assets.font_path(n) for n in assets.HOLDOUT_FONTS}.isdisjoint(
         assets.font_path(n) for n in assets.TRAIN_FONTS if n != render.PILLOW_DEFAULT)
     digest = {pool: {hashlib.md5(p.tobytes()).hexdigest() for p in assets.photos(pool)} for pool in ("train", "holdout")}
-    assert len(digest["train"]) >= 12 and len(digest["holdout"]) >= 6
+    assert len(digest["train"]) >= 17 and len(digest["holdout"]) >= 6
     assert not digest["train"] & digest["holdout"]
+
+
+def test_structures_warp_into_the_image_and_repeat_per_seed():
+    from PIL import Image
+
+    from tfds_builders.synth_text import backgrounds
+
+    # The perspective solve sends the layer's corners to the chosen quadrilateral (PIL maps output -> input).
+    src = [(0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)]
+    dst = [(10.0, 12.0), (90.0, 5.0), (120.0, 110.0), (-5.0, 95.0)]
+    a, b, c, d, e, f, g, h = backgrounds._perspective(src, dst)
+    for (x, y), (u, v) in zip(dst, src):
+        z = g * x + h * y + 1
+        np.testing.assert_allclose([(a * x + b * y + c) / z, (d * x + e * y + f) / z], [u, v], atol=1e-6)
+    layer = Image.new("RGBA", (100, 100), (255, 0, 0, 255))
+    warped = np.asarray(layer.transform((128, 128), Image.Transform.PERSPECTIVE, (a, b, c, d, e, f, g, h)))
+    assert warped[50, 50, 3] == 255 and warped[2, 2, 3] == 0  # inside the quadrilateral / outside it
+    # A structure changes part of a flat image, not all of it, and the same seed draws the same one.
+    changed = []
+    for seed in range(8):
+        one = backgrounds._structures(np.random.default_rng(seed), _flat())
+        np.testing.assert_array_equal(one, backgrounds._structures(np.random.default_rng(seed), _flat()))
+        changed.append(np.any(one != _flat(), axis=-1).mean())
+    assert 0 < min(changed) and max(changed) < 1
 
 
 # ---------------------------------------------------------------------------------------------------------------
