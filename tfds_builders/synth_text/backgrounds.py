@@ -342,7 +342,7 @@ def _structures(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     half = side / 2 * rng.uniform(0.4, 1.0)
     turn = rng.uniform(-math.pi, math.pi) if rng.random() < 0.3 else rng.uniform(-0.3, 0.3)
     dst = []
-    for k, (ux, uy) in enumerate([(-1, -1), (1, -1), (1, 1), (-1, 1)]):
+    for ux, uy in [(-1, -1), (1, -1), (1, 1), (-1, 1)]:
         px = ux * half * rng.uniform(0.6, 1.0)
         py = uy * half * rng.uniform(0.6, 1.0)
         dst.append((cx + px * math.cos(turn) - py * math.sin(turn), cy + px * math.sin(turn) + py * math.cos(turn)))
