@@ -14,8 +14,11 @@ for the old path (`config.data.augment_backend='numpy'`: Pillow decode, numpy al
    whole process tree (main process, its reader threads, the workers), the per-core figure;
 3. the cores one accelerator needs for each paper model at 40% bfloat16 MFU (`_accelerator_rates`).
 
+Parts 1 and 2 run `--repeats` rounds, old and new alternating, and print each figure as min-max over the rounds.
+
 Short-side scale (513, 1025), 513x513 crops, batch 8. This is a script, not a test; the first batch (start-up,
-worker spawn) is excluded from the end-to-end timing.
+worker spawn) and `--warmup` batches after it (what the prefetch buffers filled meanwhile) are excluded from the
+end-to-end timing.
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ _NUM_IMAGES = flags.DEFINE_integer("num_images", 64, "Fake TextSeg images to bui
 _BATCHES = flags.DEFINE_integer("batches", 12, "Timed batches per setting (after one warm-up batch).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Examples per batch (the reference's 8 per GPU).")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/texrnet_bench", "Where the fake manual dir and build go.")
+_WARMUP = flags.DEFINE_integer("warmup", 8, "Batches drawn before the end-to-end clock starts, so that what the "
+                                "prefetch buffers held at start-up (up to 3 batches per worker) is not counted.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds of the stage and end-to-end timings; tables print min-max.")
+
+
+def _span(values) -> str:
+    """`min-max` of a list of figures (one figure when they agree to the printed digit)."""
+    lo, hi = f"{min(values):.1f}", f"{max(values):.1f}"
+    return lo if lo == hi else f"{lo}-{hi}"
 
 
 def _fake_textseg(manual_dir: str, num_images: int) -> None:
@@ -95,7 +107,11 @@ def _time(data_cfg, num_workers: int) -> tuple[float, float]:
     """(images/s, images per CPU-second of the whole process tree) of `train_iterator` batches."""
     data_cfg.num_workers = num_workers
     it = input_pipeline.train_iterator(data_cfg, _BATCH_SIZE.value, seed=0)
-    next(it)  # start-up: worker processes, first reads
+    # Start-up (worker processes, first reads), then drain what the buffers filled meanwhile: with 2 reader threads
+    # prefetching 2 batches per process and grain's one batch per worker in flight, a timing that starts after the
+    # first batch counts work done before the clock (with 2 workers it read up to 3x the steady rate).
+    for _ in range(1 + _WARMUP.value):
+        next(it)
     cpu = _TreeCpu()
     cpu_start, start = cpu.seconds(), time.perf_counter()
     for _ in range(_BATCHES.value):
@@ -235,33 +251,44 @@ def main(argv) -> None:
     print(f"cpu cores: {os.cpu_count()}, batch {_BATCH_SIZE.value}, {_BATCHES.value} timed batches; old = 'numpy' "
           f"(Pillow decode, numpy align-corners taps), new = 'opencv' (config.data.augment_backend)")
 
-    print("\nstages, ms per example on one thread (the sum is the inverse of images/s per core):")
-    runs = {b: _stages(data_cfg, b, _BATCH_SIZE.value * _BATCHES.value) for b in ("numpy", "opencv")}
-    stages = {b: r[0] for b, r in runs.items()}
+    rounds = {"stages": [], "device": [], "end to end": []}
+    for _ in range(_REPEATS.value):  # the old and new paths alternate, so a slow spell of the machine hits both
+        runs = {b: _stages(data_cfg, b, _BATCH_SIZE.value * _BATCHES.value) for b in ("numpy", "opencv")}
+        rounds["stages"].append({b: r[0] for b, r in runs.items()})
+        rounds["device"].append(runs["opencv"][1])
+        per_core = {}
+        for backend in ("numpy", "opencv"):
+            data_cfg.augment_backend = backend
+            data_cfg.uint8_batches = backend == "opencv"
+            for num_workers in (0, 2):
+                per_core[backend, num_workers] = _time(data_cfg, num_workers)
+        rounds["end to end"].append(per_core)
+    n = _REPEATS.value
+    print(f"\nstages, ms per example on one thread, min-max over {n} rounds (the sum is the inverse of images/s per "
+          f"core):")
     print("| stage | old | new |\n| --- | --- | --- |")
     for name in STAGES:
-        print(f"| {name} | {stages['numpy'][name]:.2f} | {stages['opencv'][name]:.2f} |")
-    totals = {b: sum(v.values()) for b, v in stages.items()}
-    print(f"| host total | {totals['numpy']:.2f} | {totals['opencv']:.2f} |")
-    print(f"| images/s per core | {1e3 / totals['numpy']:.1f} | {1e3 / totals['opencv']:.1f} | "
-          f"new/old {totals['numpy'] / totals['opencv']:.2f}x")
-    print(f"new path: normalise in the step on {jax.devices()[0].platform}: {runs['opencv'][1]:.2f} ms per example "
+        cells = [_span([r[b][name] for r in rounds["stages"]]) for b in ("numpy", "opencv")]
+        print(f"| {name} | {cells[0]} | {cells[1]} |")
+    totals = [{b: sum(v.values()) for b, v in r.items()} for r in rounds["stages"]]
+    print(f"| host total | {_span([t['numpy'] for t in totals])} | {_span([t['opencv'] for t in totals])} |")
+    print(f"| images/s per core | {_span([1e3 / t['numpy'] for t in totals])} | "
+          f"{_span([1e3 / t['opencv'] for t in totals])} | new/old {_span([t['numpy'] / t['opencv'] for t in totals])}x")
+    print(f"new path: normalise in the step on {jax.devices()[0].platform}: {_span(rounds['device'])} ms per example "
           f"(device work, not in the host total)")
 
-    print("\ntrain_iterator end to end (images per CPU-second counts the whole process tree: main process with its "
-          "2 reader threads, and worker processes):")
+    print(f"\ntrain_iterator end to end, min-max over {n} rounds (images per CPU-second counts the whole process tree: "
+          f"main process with its 2 reader threads, and worker processes):")
     print("| path | num_workers | images/s | images per CPU-second (per core) |\n| --- | --- | --- | --- |")
-    per_core = {}
+    ends = rounds["end to end"]
     for backend in ("numpy", "opencv"):
-        data_cfg.augment_backend = backend
-        data_cfg.uint8_batches = backend == "opencv"
         for num_workers in (0, 2):
-            rate, per_cpu = _time(data_cfg, num_workers)
-            per_core[backend, num_workers] = per_cpu
-            print(f"| {'old' if backend == 'numpy' else 'new'} | {num_workers} | {rate:.1f} | {per_cpu:.1f} |")
+            rates = [r[backend, num_workers][0] for r in ends]
+            cpu = [r[backend, num_workers][1] for r in ends]
+            print(f"| {'old' if backend == 'numpy' else 'new'} | {num_workers} | {_span(rates)} | {_span(cpu)} |")
     for num_workers in (0, 2):
-        print(f"new/old per core, num_workers={num_workers}: "
-              f"{per_core['opencv', num_workers] / per_core['numpy', num_workers]:.2f}x")
+        ratio = [r["opencv", num_workers][1] / r["numpy", num_workers][1] for r in ends]
+        print(f"new/old per core, num_workers={num_workers}: {_span(ratio)}x")
 
     num_eval = min(_NUM_IMAGES.value, 32)
     host = _eval_host(data_cfg, num_eval)
@@ -280,7 +307,8 @@ def main(argv) -> None:
     print("\ncores one accelerator needs at 513x513 (step rate at 40% MFU / images per CPU-second with 2 workers):")
     print("| accelerator and model | step images/s | cores, old path | cores, new path |\n| --- | --- | --- | --- |")
     for name, rate in _accelerator_rates():
-        print(f"| {name} | {rate:.0f} | {rate / per_core['numpy', 2]:.1f} | {rate / per_core['opencv', 2]:.1f} |")
+        cores = [_span([rate / r[b, 2][1] for r in ends]) for b in ("numpy", "opencv")]
+        print(f"| {name} | {rate:.0f} | {cores[0]} | {cores[1]} |")
 
 
 if __name__ == "__main__":
