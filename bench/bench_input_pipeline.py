@@ -272,8 +272,9 @@ def main(argv) -> None:
         print(f"| {name} | {cells[0]} | {cells[1]} |")
     totals = [{b: sum(v.values()) for b, v in r.items()} for r in rounds["stages"]]
     print(f"| host total | {_span([t['numpy'] for t in totals])} | {_span([t['opencv'] for t in totals])} |")
+    ratio = _span([t["numpy"] / t["opencv"] for t in totals])
     print(f"| images/s per core | {_span([1e3 / t['numpy'] for t in totals])} | "
-          f"{_span([1e3 / t['opencv'] for t in totals])} | new/old {_span([t['numpy'] / t['opencv'] for t in totals])}x")
+          f"{_span([1e3 / t['opencv'] for t in totals])} | new/old {ratio}x")
     print(f"new path: normalise in the step on {jax.devices()[0].platform}: {_span(rounds['device'])} ms per example "
           f"(device work, not in the host total)")
 

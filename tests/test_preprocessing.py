@@ -354,6 +354,9 @@ def test_decode_image_backends_agree_and_name_a_bad_example():
     buf = io.BytesIO()
     Image.fromarray(rgb[..., 0]).save(buf, format="jpeg")  # a grayscale JPEG in a 3-channel feature
     encoded["grey"] = buf.getvalue()
+    buf = io.BytesIO()
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(buf, format="png")  # RGBA: both drop the alpha
+    encoded["rgba"] = buf.getvalue()
     for fmt, data in encoded.items():
         a = preprocessing.decode_image(data, 3, "numpy")
         b = preprocessing.decode_image(data, 3, "opencv")

@@ -215,14 +215,17 @@ def eval_examples(data_cfg: Mapping[str, Any], split: str, max_images: int = 0
     # host time per TextSeg image.
     features = get_builder(data_cfg).info.features
     unused = [k for k, f in features.items() if k not in ("image", "mask") and isinstance(f, tfds.features.Image)]
-    source = data_source(data_cfg, split, skip_decoding=unused)
+    # The image and mask are read encoded and decoded by OpenCV (`preprocessing.decode_features`): the pixels TFDS
+    # would give, about 2 ms sooner per TextSeg-sized image.
+    decoded = {k: int(features[k].shape[-1]) for k in ("image", "mask")}
+    source = data_source(data_cfg, split, skip_decoding=unused + list(decoded))
     n = len(source) if not max_images else min(max_images, len(source))
 
     def gen():
         for i in range(jax.process_index(), n, jax.process_count()):
-            ex = source[i]
+            ex = preprocessing.decode_features(source[i], decoded)
             ident = ex.get("id", str(i))
-            yield i, {"image": np.asarray(ex["image"]), "mask": np.asarray(ex["mask"])[..., 0],
+            yield i, {"image": ex["image"], "mask": ex["mask"][..., 0],
                       "id": ident.decode() if isinstance(ident, bytes) else str(ident)}
 
     return n, gen()
