@@ -4,9 +4,9 @@
     python run.py --config=configs/bfnet_synth.py --workdir=/tmp/bfnet --mode=label --config.label.format=icdar \
         --config.label.annotations=<gt folder> --config.label.images=<image folder> --config.label.output=<out>
 
-The main job's model and schedule (`configs/synth_quick.py`), but each example is one crop: a word box of
-`synth_text/quick` with jittered edges and half its shorter side of context on every side, resized to 129x129
-(`texrnet_jax/weak_labels/crops.py`). Labelling evaluates every crop at 1x, 1.5x and 2x, mirrored and not. After
+The main job's model and schedule (`configs/synth_quick.py`) cut to 1500 steps, and each example is one crop: a
+word box of `synth_text/quick` with jittered edges and half its shorter side of context on every side, resized to
+129x129 (`texrnet_jax/weak_labels/crops.py`). Labelling evaluates every crop at 1x, 1.5x and 2x, mirrored and not. After
 training, the test split is labelled as a box-only set (its word boxes grown by 2 px, as COCO-Text annotators draw
 them) and the labels are scored against its masks, and so is `synth_text/photo_check` (held-out photos and fonts):
 fgIoU, F and the fraction of box pixels left uncertain (255), beside the whole-box baseline, in
@@ -27,6 +27,10 @@ def get_config(arg=None):
         c.label.batch_size = 8
     else:
         c.data.crop_size = 129  # 32k + 1, the network's natural input size
+        # 1500 steps, not the main job's 2000: training fits 10 min on a 2-core CPU (9.3-9.5 min on the 12-07 box)
+        # and the labels still meet the bar (3.0.0 test 0.873 at 18.2% of box pixels 255, 12-07).
+        c.train.num_steps = 1500
+        c.optim.decay_steps = 1450
         # The 2x pass sharpens the strokes of large words (a 129 px crop has 33x33 logit cells): on 500 training
         # images fgIoU 0.856 -> 0.873 at the same thresholds (255 share 21.0% -> 20.0%); labelling takes 2x longer.
         c.eval.scales = (1.0, 1.5, 2.0)
