@@ -27,7 +27,7 @@ def get_config(arg=None):
         c.label.batch_size = 8
     else:
         c.data.crop_size = 129  # 32k + 1, the network's natural input size
-        # 1500 steps, not the main job's 2000: training fits 10 min on a 2-core CPU (9.3-9.5 min on the 12-07 box)
+        # 1500 steps, not the main job's 2000: about 10 min on a 2-core CPU (9.3-11.1 min alone on the 12-07 box)
         # and the labels still meet the bar (3.0.0 test 0.873 at 18.2% of box pixels 255, 12-07).
         c.train.num_steps = 1500
         c.optim.decay_steps = 1450
