@@ -14,8 +14,10 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = "--config=configs/synth_quick.py:tiny"
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT))
+def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python run.py ARGS`; `env` entries replace the inherited ones (None removes one)."""
+    env = {k: v for k, v in {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO_ROOT), **(env or {})}.items()
+           if v is not None}
     return subprocess.run(
         [sys.executable, "run.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -92,3 +94,32 @@ def test_workdir_check_is_safe_when_processes_share_the_workdir(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(check, range(8)))  # re-raises the first error
     assert list(workdir.iterdir()) == [], "the probe files are removed"
+
+
+def _devices_of(proc: subprocess.CompletedProcess) -> int:
+    """The device count of the INFO line `process 0/1, devices: [...]` (printed with --verbosity=0)."""
+    line = next(line for line in proc.stderr.splitlines() if "process 0/1, devices:" in line)
+    return line.count("CpuDevice")
+
+
+def test_cpu_devices_split_the_host_unless_the_environment_sets_them(tmp_path):
+    from texrnet_jax import parallel
+
+    common = (TINY, f"--workdir={tmp_path / 'empty'}", "--mode=eval", "--verbosity=0")
+    plain = {"XLA_FLAGS": None, "JAX_NUM_CPU_DEVICES": None}  # not the test session's 4 fake devices
+    assert _devices_of(_run(*common, "--cpu_devices=3", env=plain)) == 3
+    cores = len(os.sched_getaffinity(0))
+    auto = parallel.auto_cpu_device_count(4, cores)  # the tiny preset's batch of 4
+    assert _devices_of(_run(*common, env=plain)) == auto
+    assert _devices_of(_run(*common, "--mode=predict", env=plain)) == 1  # predict: one image at a time
+    proc = _run(*common, "--cpu_devices=3", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+    assert _devices_of(proc) == 1  # the user's XLA_FLAGS win
+    assert "--cpu_devices=-2" in _error_line(_run(*common, "--cpu_devices=-2", env=plain))
+
+
+@pytest.mark.parametrize("batch, cores, expected", [(16, 2, 2), (16, 1, 1), (16, 64, 8), (6, 4, 3), (5, 2, 1),
+                                                    (12, 5, 4), (1, 16, 1)])
+def test_auto_cpu_devices_divide_the_batch_up_to_one_per_core(batch, cores, expected):
+    from texrnet_jax import parallel
+
+    assert parallel.auto_cpu_device_count(batch, cores) == expected

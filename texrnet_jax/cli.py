@@ -27,6 +27,10 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --jax_distributed).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (with --jax_distributed).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --jax_distributed).")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", -1, "XLA devices to split the host CPU into for a data-parallel CPU run; -1 (auto): one per core "
+    "(at most 8) that splits config.train.global_batch_size evenly, in every mode but predict (one device); 1: "
+    "XLA's single CPU device. Ignored where XLA_FLAGS or JAX_NUM_CPU_DEVICES sets the count; no effect on GPU/TPU.")
 
 
 def _prog() -> str:
@@ -74,7 +78,9 @@ def _summary(result) -> None:
     parts = [f"{result.get('split', 'eval')} fgIoU {result['fgiou']:.4f} F {result['fscore']:.4f}"]
     if "check" in result:
         parts.append(f"check set fgIoU {result['check']['fgiou']:.4f} F {result['check']['fscore']:.4f}")
-    print(f"{_prog()}: done in {(time.perf_counter() - _START) / 60:.1f} min wall: {'; '.join(parts)}", flush=True)
+    devices = f"{jax.device_count()} {jax.devices()[0].platform.upper()} device{'s' if jax.device_count() > 1 else ''}"
+    print(f"{_prog()}: done in {(time.perf_counter() - _START) / 60:.1f} min wall on {devices}: {'; '.join(parts)}",
+          flush=True)
 
 
 def main(argv):
@@ -96,6 +102,18 @@ def main(argv):
         _fail(str(e))
     import jax
 
+    from texrnet_jax import parallel
+
+    requested = _CPU_DEVICES.value
+    if requested == -1 and _DISTRIBUTED.value:
+        requested = None  # one CPU device per process, as jax.distributed sets it up
+    elif requested == -1 and _MODE.value == "predict":
+        requested = 1  # one image at a time: a second device would only compute padding
+    if requested is not None:
+        try:
+            parallel.configure_cpu_devices(requested, int(_CONFIG.value.train.global_batch_size))
+        except ValueError as e:
+            _fail(str(e))
     if _DISTRIBUTED.value:
         # Only affects the CPU backend: cross-process collectives for CPU runs (and tests on one machine).
         jax.config.update("jax_cpu_collectives_implementation", "gloo")

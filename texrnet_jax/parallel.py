@@ -18,6 +18,37 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 
+# The most CPU devices `--cpu_devices=-1` (auto) splits a host into; more is unmeasured (docs/benchmarks.md).
+AUTO_CPU_DEVICES_MAX = 8
+
+
+def auto_cpu_device_count(global_batch_size: int, cores: int) -> int:
+    """The CPU devices an automatic run uses: the most, up to one per core and `AUTO_CPU_DEVICES_MAX`, that split
+    the global batch evenly (1 when none does)."""
+    limit = max(1, min(cores, AUTO_CPU_DEVICES_MAX))
+    return max([n for n in range(1, limit + 1) if global_batch_size > 0 and global_batch_size % n == 0] or [1])
+
+
+def configure_cpu_devices(requested: int, global_batch_size: int) -> int | None:
+    """Splits the host CPU into `requested` XLA devices (-1: `auto_cpu_device_count` over this process's cores)
+    before any backend starts, so a CPU run is data-parallel over them like a multi-GPU one. XLA:CPU runs
+    the devices' programs side by side, which keeps two cores busier than one device's intra-op threads on
+    small convolutions (measured: docs/benchmarks.md). Left alone (returns None) where the device count is
+    set already: `--xla_force_host_platform_device_count` in `XLA_FLAGS`, or `JAX_NUM_CPU_DEVICES`. Other
+    backends (GPU, TPU) are unaffected; the default device is theirs."""
+    import os
+
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or os.environ.get(
+            "JAX_NUM_CPU_DEVICES"):
+        return None
+    if requested == 0 or requested < -1:
+        raise ValueError(f"--cpu_devices={requested} must be -1 (auto) or a positive device count")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = auto_cpu_device_count(global_batch_size, cores) if requested == -1 else requested
+    jax.config.update("jax_num_cpu_devices", n)
+    return n
+
+
 def make_mesh(num_devices: int = 0) -> Mesh:
     """A `('data',)` mesh over every device, or over the first `num_devices` (single-process only)."""
     devices = jax.devices()
