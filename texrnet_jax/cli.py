@@ -78,7 +78,7 @@ def _summary(result) -> None:
     parts = [f"{result.get('split', 'eval')} fgIoU {result['fgiou']:.4f} F {result['fscore']:.4f}"]
     if "check" in result:
         parts.append(f"check set fgIoU {result['check']['fgiou']:.4f} F {result['check']['fscore']:.4f}")
-    devices = f"{jax.device_count()} {jax.devices()[0].platform.upper()} device{'s' if jax.device_count() > 1 else ''}"
+    devices = f"{jax.device_count()} {jax.default_backend().upper()} device{'s' if jax.device_count() > 1 else ''}"
     print(f"{_prog()}: done in {(time.perf_counter() - _START) / 60:.1f} min wall on {devices}: {'; '.join(parts)}",
           flush=True)
 

@@ -9,6 +9,7 @@ Nothing else in the project calls `jax.devices()`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,13 +37,11 @@ def configure_cpu_devices(requested: int, global_batch_size: int) -> int | None:
     small convolutions (measured: docs/benchmarks.md). Left alone (returns None) where the device count is
     set already: `--xla_force_host_platform_device_count` in `XLA_FLAGS`, or `JAX_NUM_CPU_DEVICES`. Other
     backends (GPU, TPU) are unaffected; the default device is theirs."""
-    import os
-
+    if requested == 0 or requested < -1:
+        raise ValueError(f"--cpu_devices={requested} must be -1 (auto) or a positive device count")
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or os.environ.get(
             "JAX_NUM_CPU_DEVICES"):
         return None
-    if requested == 0 or requested < -1:
-        raise ValueError(f"--cpu_devices={requested} must be -1 (auto) or a positive device count")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n = auto_cpu_device_count(global_batch_size, cores) if requested == -1 else requested
     jax.config.update("jax_num_cpu_devices", n)
