@@ -26,6 +26,12 @@ benchmark first makes glibc keep freed memory (`texrnet_jax.xla_cpu.host_memory`
 record; `TEXRNET_KEEP_HOST_MEMORY=0` measures without), so that XLA:CPU's per-call buffers are not page-faulted in again
 on every call. `run.py` does the same only with `TEXRNET_KEEP_HOST_MEMORY=1`.
 
+Devices (`--cpu_devices=N`): the host CPU is split into N XLA devices before JAX starts, as `run.py --cpu_devices`
+does, and each case runs data-parallel over them as training does (state replicated, batch split on the mesh's
+`data` axis, so the batch must divide by N); on a GPU/TPU host the first N devices. `flops_per_step` then sums
+the N device programs, and MFU divides by N peaks. The default, 1, is XLA's single device, as every figure in the
+docs before this option was measured.
+
 Side by side with PyTorch (`--torch_python`): before each JAX case the same case runs in a subprocess under the
 given interpreter with `bench/torch_twin/torch_texrnet.py`, an independent PyTorch port of the reference models checked
 against the parity fixtures by `bench/torch_twin/check_torch_parity.py` (float32, PyTorch's defaults,
@@ -41,6 +47,7 @@ Usage::
     python -m bench.bench_models --torch_python=/path/to/torch-venv/bin/python   # + PyTorch, same cases
     python -m bench.bench_models --models=hrnet_w48 --cases=train_513 --repeats=2 --json_out=/tmp/bench.jsonl
     python -m bench.bench_models --dtype=bfloat16                 # on a GPU/TPU
+    python -m bench.bench_models --models=hrnet_tiny --cases=train:129:16 --cpu_devices=2   # 2 CPU devices
 """
 
 from __future__ import annotations
@@ -60,9 +67,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
 from configs import base
-from texrnet_jax import optim, train
+from texrnet_jax import optim, parallel, train
 from texrnet_jax.xla_cpu import host_memory
 from texrnet_jax.models import build_model
 
@@ -168,10 +176,18 @@ def _fresh(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
-def compile_eval(model: nnx.Module, x: jax.Array):
-    """(lower_s, compile_s, run) for the eval-mode forward."""
+def _place(tree, mesh: Mesh | None, batch: bool = False):
+    """On `mesh`: replicated, or split on `data` (`batch`); without a mesh, unchanged (the default device)."""
+    if mesh is None:
+        return tree
+    return jax.device_put(tree, parallel.batch_sharding(mesh) if batch else parallel.replicated(mesh))
+
+
+def compile_eval(model: nnx.Module, x: jax.Array, mesh: Mesh | None = None):
+    """(lower_s, compile_s, run) for the eval-mode forward; data-parallel over `mesh` when given."""
     model.eval()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    params, rest, x = _place(params, mesh), _place(rest, mesh), _place(x, mesh, batch=True)
     t0 = time.perf_counter()
     lowered = jax.jit(lambda p, r, x: nnx.merge(graphdef, p, r)(x)).lower(params, rest, x)
     t1 = time.perf_counter()
@@ -180,8 +196,9 @@ def compile_eval(model: nnx.Module, x: jax.Array):
     return t1 - t0, t2 - t1, compiled, lambda: jax.block_until_ready(compiled(params, rest, x))
 
 
-def compile_train(model: nnx.Module, x: jax.Array, label: jax.Array, pool_bn_eval: bool):
-    """(lower_s, compile_s, run) for one donated training step of the project's `train.make_train_step`."""
+def compile_train(model: nnx.Module, x: jax.Array, label: jax.Array, pool_bn_eval: bool, mesh: Mesh | None = None):
+    """(lower_s, compile_s, run) for one donated training step of the project's `train.make_train_step`; with
+    `mesh`, data-parallel as `train.py` runs it (state replicated, batch split, BatchNorm statistics global)."""
     cfg = base.get_base_config()
     model.train()
     pool_bn = model.deeplab.aspp.conv5[2] if pool_bn_eval else None
@@ -191,11 +208,12 @@ def compile_train(model: nnx.Module, x: jax.Array, label: jax.Array, pool_bn_eva
     if pool_bn is not None:
         pool_bn.use_running_average = False
     tx, schedule = optim.build_optimizer(cfg.optim, params)
-    state = train.init_state(_fresh(params), _fresh(rest), tx)
+    state = _place(train.init_state(_fresh(params), _fresh(rest), tx), mesh)
     step = train.make_train_step(graphdef, tx, schedule, cfg.loss, cfg.data.ignore_label)
-    batch = {"image": x, "mask": label}
+    batch = _place({"image": x, "mask": label}, mesh, batch=True)
+    out_shardings = None if mesh is None else (parallel.replicated(mesh), parallel.replicated(mesh))
     t0 = time.perf_counter()
-    lowered = jax.jit(step, donate_argnums=0).lower(state, batch)
+    lowered = jax.jit(step, donate_argnums=0, out_shardings=out_shardings).lower(state, batch)
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
@@ -257,9 +275,13 @@ def parse_cases(spec: str, backbone: str) -> list[tuple[str, str, int, int]]:
 
 def run_case(model: nnx.Module, backbone: str, case: tuple[str, str, int, int], dtype: str, repeats: int,
              peak_override: float | None, torch_python: str | None = None,
-             torch_threads: int | None = None) -> dict[str, Any]:
-    """Compiles and times one case (first with PyTorch when `torch_python` is set); returns its JSON record."""
+             torch_threads: int | None = None, devices: int = 1) -> dict[str, Any]:
+    """Compiles and times one case (first with PyTorch when `torch_python` is set), data-parallel over the first
+    `devices` devices when more than one; returns its JSON record."""
     name, mode, size, batch = case
+    if batch % devices:
+        raise ValueError(f"case {name!r}: batch {batch} does not split over --cpu_devices={devices} devices")
+    mesh = parallel.make_mesh(devices) if devices > 1 else None
     # PyTorch first, in a process that has exited (and freed its memory) before JAX allocates for this case.
     ported = torch_python is not None and backbone in TORCH_ARCHS
     tr = torch_case(torch_python, backbone, mode, size, batch, repeats, torch_threads) if ported else {}
@@ -267,23 +289,26 @@ def run_case(model: nnx.Module, backbone: str, case: tuple[str, str, int, int], 
     x = jnp.asarray(rng.normal(size=(batch, size, size, 3)), jnp.float32)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if mode == "eval":
-        lower_s, compile_s, compiled, run = compile_eval(model, x)
+        lower_s, compile_s, compiled, run = compile_eval(model, x, mesh)
     else:
         label = jnp.asarray(rng.integers(0, 2, size=(batch, size, size)), jnp.int32)
         pool_bn_eval = backbone.startswith("deeplab") and batch == 1
-        lower_s, compile_s, compiled, run = compile_train(model, x, label, pool_bn_eval)
+        lower_s, compile_s, compiled, run = compile_train(model, x, label, pool_bn_eval, mesh)
     times = _timed(run, repeats)
     median = statistics.median(times)
     machine = machine_info()
     flops = xla_flops(compiled)
+    if flops:
+        flops *= devices  # cost analysis counts one device's program
     achieved = flops / median if flops else None
     peak, peak_basis = peak_flops(machine["device_kind"], dtype)
+    peak = peak * devices if peak else None
     if peak_override:
-        peak, peak_basis = peak_override, "--peak_tflops"
+        peak, peak_basis = peak_override * devices, "--peak_tflops"
     ref = REFERENCE_S.get((backbone, mode, batch)) if size == REFERENCE_SIZE else None
     record = {
         "model": f"texrnet_{backbone}", "backbone": backbone, "case": name, "mode": mode, "size": size,
-        "batch": batch, "dtype": dtype, "repeats": repeats,
+        "batch": batch, "dtype": dtype, "repeats": repeats, "devices": devices,
         "lower_s": round(lower_s, 3), "compile_s": round(compile_s, 3),
         "median_s": round(median, 6), "times_s": [round(t, 6) for t in times],
         "images_per_s": round(batch / median, 3),
@@ -355,6 +380,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per case (after one warm-up)")
     p.add_argument("--peak_tflops", type=float, default=None, help="device peak for MFU, overriding PEAK_FLOPS")
+    p.add_argument("--cpu_devices", type=int, default=1,
+                   help="split the host CPU into this many XLA devices (as run.py --cpu_devices) and run each case "
+                        "data-parallel over them; 1 (default): XLA's single device. On GPUs/TPUs: the first N devices")
     p.add_argument("--json_out", default=None, help="append the JSON lines to this file instead of stdout")
     p.add_argument("--torch_python", default=None,
                    help="a Python interpreter with torch: also time every case with "
@@ -362,6 +390,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--torch_threads", type=int, default=os.cpu_count(),
                    help="torch.set_num_threads for the PyTorch cases (default: the CPU count, as the reference timed)")
     args = p.parse_args(argv)
+    if args.cpu_devices < 1:
+        p.error(f"--cpu_devices={args.cpu_devices} must be a positive device count")
 
     # XLA:CPU's per-call buffers reuse freed memory instead of page-faulting it in again
     # (texrnet_jax/xla_cpu/host_memory.py; TEXRNET_KEEP_HOST_MEMORY=0 measures without). Before the first
@@ -371,6 +401,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         # PyTorch runs in a child process while this one holds the accelerator: without this JAX would have
         # reserved most of its memory already (read when the backend starts, which is after this line).
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if args.cpu_devices > 1:
+        # Before the backend starts; left to XLA_FLAGS / JAX_NUM_CPU_DEVICES where they set the count already.
+        parallel.configure_cpu_devices(args.cpu_devices, args.cpu_devices)
     backbones = expand_models(args.models)
     peak_override = args.peak_tflops * 1e12 if args.peak_tflops else None
     records = []
@@ -380,7 +413,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         n_params = sum(int(np.prod(v.shape)) for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
         for case in cases:
             record = {**run_case(model, backbone, case, args.dtype, args.repeats, peak_override, args.torch_python,
-                                 args.torch_threads),
+                                 args.torch_threads, args.cpu_devices),
                       "params_M": round(n_params / 1e6, 2)}
             records.append(record)
             emit(record, args.json_out)

@@ -41,6 +41,18 @@ def test_bench_models_tiny(tmp_path, capsys, fast_compile):
     assert "texrnet_deeplab_tiny" in capsys.readouterr().out  # the table
 
 
+def test_bench_models_devices(tmp_path, fast_compile):
+    # conftest's 4 fake CPU devices are there already; the case runs over the first 2, as training would.
+    one, two = (bench_models.main(["--models=deeplab_tiny", "--cases=train:65:2", "--repeats=1", f"--cpu_devices={n}",
+                                   f"--json_out={tmp_path / f'{n}.jsonl'}"])[0] for n in (1, 2))
+    assert (one["devices"], two["devices"]) == (1, 2)
+    assert two["median_s"] > 0 and two["images_per_s"] == pytest.approx(2 / two["median_s"], rel=1e-2)
+    # The same work, counted over both device programs (each does half the batch).
+    assert two["flops_per_step"] == pytest.approx(one["flops_per_step"], rel=0.1)
+    with pytest.raises(ValueError, match=r"'train:65:3'.*--cpu_devices=2"):
+        bench_models.main(["--models=deeplab_tiny", "--cases=train:65:3", "--repeats=1", "--cpu_devices=2"])
+
+
 def test_peak_flops_table():
     assert bench_models.peak_flops("NVIDIA H100 80GB HBM3", "bfloat16")[0] == 989e12
     assert bench_models.peak_flops("NVIDIA H100 PCIe", "bfloat16")[0] == 756e12
