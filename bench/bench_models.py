@@ -402,8 +402,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         # reserved most of its memory already (read when the backend starts, which is after this line).
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if args.cpu_devices > 1:
-        # Before the backend starts; left to XLA_FLAGS / JAX_NUM_CPU_DEVICES where they set the count already.
-        parallel.configure_cpu_devices(args.cpu_devices, args.cpu_devices)
+        # Before the backend starts; left to XLA_FLAGS / JAX_NUM_CPU_DEVICES where they set the count already. The
+        # batch argument only matters to the automatic count (-1), which the benchmark does not offer.
+        parallel.configure_cpu_devices(args.cpu_devices, global_batch_size=args.cpu_devices)
     backbones = expand_models(args.models)
     peak_override = args.peak_tflops * 1e12 if args.peak_tflops else None
     records = []
